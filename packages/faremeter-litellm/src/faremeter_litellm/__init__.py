@@ -1,0 +1,1 @@
+"""faremeter adapter package."""
