@@ -127,7 +127,7 @@ class SpanRecord:
     cost: Cost = field(default_factory=Cost)
     saved: Decimal | None = None
     price_version: str | None = None
-    attributes: Mapping[str, AttributeValue] = _EMPTY
+    attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: _EMPTY)
     tags: tuple[str, ...] = ()
     error: str | None = None
     error_class: str | None = None

@@ -88,7 +88,7 @@ class TraceTree:
                 children=kids,
                 direct_cost=ZERO if own_total is None else own_total,
                 child_cost=sum((k.total_cost for k in kids), ZERO),
-                unpriced=(own_total is None and span.usage is not None)
+                unpriced=(own_total is None)
                 + sum(k.unpriced for k in kids),
             )
 
@@ -104,13 +104,20 @@ class TraceTree:
 
     @property
     def unpriced(self) -> int:
-        """Spans with usage but no price."""
+        """Spans that could not be priced."""
         return sum(r.unpriced for r in self.roots)
 
     def walk(self) -> Iterator[tuple[int, TraceNode]]:
         """Depth-first (depth, node) pairs over all roots."""
         for root in self.roots:
             yield from root.walk()
+
+    def find_span(self, span_id: str) -> TraceNode | None:
+        """The node of the span with ``span_id``."""
+        for _, node in self.walk():
+            if node.span.span_id == span_id:
+                return node
+        return None
 
     def find(self, name: str) -> TraceNode | None:
         """The first node whose span has ``name``."""

@@ -1,0 +1,49 @@
+"""The ``faremeter`` command line.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``;
+modules are imported only when the CLI runs, so ``import faremeter`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_COMMANDS = ("demo", "prices", "report", "trace")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="faremeter", description="See, cap and cut what LLM agents cost."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMANDS:
+        module = importlib.import_module(f"faremeter.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``faremeter`` script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump a traceback
+        from faremeter.errors import FaremeterError
+
+        if not isinstance(exc, FaremeterError | ValueError | OSError):
+            raise
+        print(f"faremeter: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

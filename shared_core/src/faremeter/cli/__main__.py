@@ -1,0 +1,3 @@
+from faremeter.cli import main
+
+raise SystemExit(main())
