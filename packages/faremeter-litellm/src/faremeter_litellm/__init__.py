@@ -1,1 +1,126 @@
-"""faremeter adapter package."""
+"""faremeter for LiteLLM: price and attribute SDK, Router and proxy calls.
+
+``import faremeter_litellm`` does not import LiteLLM (it takes seconds):
+:class:`FaremeterLogger` resolves on first access and :func:`instrument`
+imports LiteLLM when called.
+
+Example:
+    >>> import faremeter_litellm
+    >>> handle = faremeter_litellm.instrument(environment="prod")
+    >>> litellm.completion(model="gpt-4o", messages=[...], metadata={"user_id": "u1"})
+    >>> handle.flush()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any
+
+from faremeter.meter import Meter
+from faremeter_litellm._translate import classify_error
+
+if TYPE_CHECKING:
+    from faremeter_litellm._logger import FaremeterLogger
+
+__all__ = ["FaremeterLogger", "Instrumentation", "classify_error", "instrument"]
+
+_CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "_async_input_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+    "service_callback",
+)
+"""Every list LiteLLM copies a ``litellm.callbacks`` entry into (``function_setup``)."""
+
+_lock = threading.Lock()
+_active: Instrumentation | None = None
+
+
+class Instrumentation:
+    """Handle returned by :func:`instrument`: flush, or remove the logger again."""
+
+    def __init__(self, logger: FaremeterLogger) -> None:
+        self.logger = logger
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait for LiteLLM's logging thread to finish started calls, then flush the meter.
+
+        LiteLLM runs success hooks of sync calls on a thread pool after the
+        call returned; call this before reading the ledger (tests, scripts,
+        shutdown). Router calls whose every attempt failed are closed here.
+        Do not call it from inside a running event loop; use :meth:`aflush`.
+
+        Returns:
+            True when every started call finished and the ledger took it all.
+        """
+        done = self.logger.recorder.wait(timeout)
+        self.logger.recorder.close_idle_calls(0)
+        return self.logger.recorder.meter.flush(timeout) and done
+
+    async def aflush(self, timeout: float = 5.0) -> bool:
+        """:meth:`flush` for async code: drains LiteLLM's async logging worker first."""
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        try:
+            await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout)
+        except TimeoutError:
+            pass
+        done = await self.logger.recorder.await_idle(timeout)
+        self.logger.recorder.close_idle_calls(0)
+        meter = self.logger.recorder.meter
+        flushed = await asyncio.get_running_loop().run_in_executor(None, meter.flush, timeout)
+        return flushed and done
+
+    def uninstrument(self) -> None:
+        """Remove the logger from every LiteLLM callback list it was copied into."""
+        global _active
+        import litellm
+
+        for name in _CALLBACK_LISTS:
+            callbacks = getattr(litellm, name, None)
+            if isinstance(callbacks, list):
+                callbacks[:] = [c for c in callbacks if c is not self.logger]  # pyright: ignore[reportUnknownVariableType]
+        with _lock:
+            if _active is self:
+                _active = None
+
+
+def instrument(meter: Meter | None = None, **attributes: Any) -> Instrumentation:
+    """Register one :class:`FaremeterLogger` in ``litellm.callbacks`` (idempotent).
+
+    Calling it again returns the same handle, re-pointed at ``meter`` and
+    ``attributes``, rather than adding a second logger (two would double-count).
+
+    Args:
+        meter: Where to record; the process default meter when ``None``.
+        **attributes: Attribution stamped on every span.
+    """
+    global _active
+    import litellm
+
+    from faremeter_litellm._logger import FaremeterLogger
+
+    with _lock:
+        handle = _active
+        if handle is None:
+            handle = _active = Instrumentation(FaremeterLogger(meter, **attributes))
+        else:
+            handle.logger.recorder._meter = meter  # pyright: ignore[reportPrivateUsage]
+            handle.logger.recorder.attributes = dict(attributes)
+        if not any(c is handle.logger for c in litellm.callbacks):
+            litellm.callbacks.append(handle.logger)
+    return handle
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FaremeterLogger":
+        from faremeter_litellm._logger import FaremeterLogger
+
+        globals()[name] = FaremeterLogger
+        return FaremeterLogger
+    raise AttributeError(f"module 'faremeter_litellm' has no attribute {name!r}")

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     tree = trace.tree()
 
     table = Table(title=f"Research agent on {args.model} — trace {trace.trace_id}")
-    for col in ("step", "in tok", "out tok", "LLM", "tool", "tool cost", "total"):
+    for col in ("step", "in tok", "out tok", "LLM", "tool", "total"):
         left = col in ("step", "tool")
         table.add_column(col, justify="left" if left else "right", no_wrap=True)
     llm_total = tool_total = Decimal(0)
@@ -60,15 +60,15 @@ def run(args: argparse.Namespace) -> int:
             tool_total += cost
     for step, r in rows.items():
         table.add_row(
-            step, f"{r['in']:,}", f"{r['out']:,}", money(r["llm"]), r["tool"] or "-",
-            money(r["tc"]) if r["tool"] else "-", money(r["llm"] + r["tc"]),
+            step, f"{r['in']:,}", f"{r['out']:,}", money(r["llm"]),
+            f"{r['tool']} {money(r['tc'])}" if r["tool"] else "-", money(r["llm"] + r["tc"]),
         )  # fmt: skip
     table.add_section()
     table.add_row(
         "total",
         f"{sum(r['in'] for r in rows.values()):,}",
         f"{sum(r['out'] for r in rows.values()):,}",
-        money(llm_total), "", money(tool_total), money(llm_total + tool_total),
+        money(llm_total), money(tool_total), money(llm_total + tool_total),
     )  # fmt: skip
     console.print(table)
     console.print(
