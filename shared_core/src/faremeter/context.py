@@ -11,7 +11,7 @@ copy it: wrap the callable with :func:`bind` when handing work to a thread.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -65,7 +65,7 @@ def current_span() -> OpenSpan | None:
 
 
 @contextmanager
-def attributes(**attrs: Any) -> Iterator[Mapping[str, AttributeValue]]:
+def attributes(**attrs: Any) -> Generator[Mapping[str, AttributeValue]]:
     """Attribute everything recorded inside the block.
 
     Works in sync and async code alike (``with``, not ``async with``): the

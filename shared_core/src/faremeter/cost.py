@@ -146,8 +146,10 @@ class Cost:
         reason = data.get("unpriced_reason")
         if reason:
             return cls.unpriced(reason, model=data.get("model"))
-        parts = {k: Decimal(v) for k in _PARTS if (v := data.get(k)) is not None}
-        return cls(**parts, model=data.get("model"))
+        parts: dict[str, Decimal] = {
+            k: Decimal(v) for k in _PARTS if (v := data.get(k)) is not None
+        }
+        return cls(model=data.get("model"), **parts)  # pyright: ignore[reportArgumentType]
 
     def __str__(self) -> str:
         total = self.total

@@ -471,7 +471,7 @@ class Meter:
         name: str,
         *,
         calls: int = 1,
-        units: float | int | None = None,
+        units: int | Decimal | None = None,
         cost: Cost | Decimal | float | str | None = None,
         latency_ms: float | None = None,
         status: SpanStatus | str = SpanStatus.OK,
@@ -501,7 +501,7 @@ class Meter:
         name: str | None = None,
         price_per_call: Decimal | float | str | None = None,
         price_per_unit: Decimal | float | str | None = None,
-        units: Callable[[Any], float | int] | None = None,
+        units: Callable[[Any], int | Decimal] | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def priced_tool(
@@ -512,7 +512,7 @@ class Meter:
         name: str | None = None,
         price_per_call: Decimal | float | str | None = None,
         price_per_unit: Decimal | float | str | None = None,
-        units: Callable[[Any], float | int] | None = None,
+        units: Callable[[Any], int | Decimal] | None = None,
     ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a tool so each call is a priced ``tool`` span.
 

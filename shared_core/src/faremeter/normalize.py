@@ -58,7 +58,7 @@ def _count(data: Mapping[str, Any] | None, *keys: str) -> int | None:
         if isinstance(value, int):
             return value
         if isinstance(value, float):
-            if not math.isfinite(value) or value != int(value):
+            if not math.isfinite(value) or not value.is_integer():
                 raise InvalidUsageError(f"{key} must be a whole number, got {value!r}")
             return int(value)
         if isinstance(value, str):
