@@ -1,0 +1,170 @@
+"""Value types the ledger hands back.
+
+Every query returns plain frozen dataclasses with :class:`~decimal.Decimal`
+money, so reports, the CLI and the dashboard never see a backend's row type
+and every backend is held to the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+__all__ = ["CostRow", "CostSplit", "LedgerHealth", "PercentileRow", "TimeBucket", "TopTrace"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CostRow:
+    """Spend of one value of an attribute (one row of ``cost_by``).
+
+    Attributes:
+        key: The attribute value as text (``None``: spans without it).
+        cost: Sum of the priced spans' direct cost; each span counted once.
+        spans: Spans in the group, priced or not.
+        traces: Distinct traces those spans belong to.
+        unpriced: Spans whose price was unknown (not summed as $0).
+        input_tokens: Sum of input tokens (cache reads/writes included).
+        output_tokens: Sum of output tokens (reasoning included).
+    """
+
+    key: str | None
+    cost: Decimal
+    spans: int
+    traces: int
+    unpriced: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PercentileRow:
+    """Distribution of per-trace total cost for one group of traces.
+
+    A trace belongs to the group of its root span's attribute; its total is
+    the sum of every priced span's direct cost in the trace.
+
+    Attributes:
+        key: The root attribute's value (``None``: roots without it, or
+            traces whose root has not been recorded).
+        traces: Traces in the group.
+        total: Sum of those traces' totals.
+        max: The most expensive trace.
+        quantiles: Requested quantile → nearest-rank value (an actual trace's
+            total: the smallest total with at least ``q`` of traces at or below).
+        unpriced_traces: Traces with at least one unpriced span.
+    """
+
+    key: str | None
+    traces: int
+    total: Decimal
+    max: Decimal
+    quantiles: Mapping[float, Decimal]
+    unpriced_traces: int
+
+    @property
+    def p50(self) -> Decimal | None:
+        """The median, when 0.5 was requested."""
+        return self.quantiles.get(0.5)
+
+    @property
+    def p90(self) -> Decimal | None:
+        """The 90th percentile, when 0.9 was requested."""
+        return self.quantiles.get(0.9)
+
+    @property
+    def p99(self) -> Decimal | None:
+        """The 99th percentile, when 0.99 was requested."""
+        return self.quantiles.get(0.99)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TimeBucket:
+    """Spend in one UTC hour or day (optionally of one attribute value).
+
+    Attributes:
+        start: Start of the bucket, aware UTC.
+        key: The ``by`` attribute's value, or ``None`` when not grouped.
+        cost: Sum of priced direct costs of spans that started in the bucket.
+        spans: Spans that started in the bucket.
+        unpriced: Of those, the ones without a price.
+    """
+
+    start: datetime
+    key: str | None
+    cost: Decimal
+    spans: int
+    unpriced: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TopTrace:
+    """One of the most expensive traces.
+
+    Attributes:
+        trace_id: The trace.
+        root_name: Name of its root span (``None`` if not recorded yet).
+        cost: Total of every priced span in it.
+        spans: Spans recorded for it.
+        unpriced: Of those, the ones without a price.
+        started: Earliest span start, aware UTC.
+    """
+
+    trace_id: str
+    root_name: str | None
+    cost: Decimal
+    spans: int
+    unpriced: int
+    started: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CostSplit:
+    """Where the money went by kind of work.
+
+    Attributes:
+        llm: Direct cost of ``llm`` and ``embedding`` spans.
+        tool: Direct cost of ``tool`` spans.
+        other: Everything else (agents, chains, retrieval, cache).
+        total: ``llm + tool + other``.
+        spans: Spans counted.
+        unpriced: Of those, the ones without a price.
+    """
+
+    llm: Decimal
+    tool: Decimal
+    other: Decimal
+    total: Decimal
+    spans: int
+    unpriced: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LedgerHealth:
+    """What the ledger's writer is doing, for dashboards and health checks.
+
+    Attributes:
+        backend: ``memory``, ``sqlite`` or ``postgresql``.
+        ok: False while the store is failing, or the writer is gone.
+        queued: Spans accepted but not yet written (queue plus in-flight batch).
+        written: Spans this process wrote to the store.
+        dropped: Spans lost on purpose and counted: ``drop`` overflow, records
+            after ``close()``, spans still unwritable when the ledger closed.
+        write_failures: Failed write attempts (each is retried with backoff).
+        last_error: The most recent storage or internal error, as text.
+        last_error_at: When it happened, aware UTC.
+        rejected: Spans the store refused as malformed (logged with their id).
+        blocked: ``record()`` calls that had to wait for room (``block`` policy).
+    """
+
+    backend: str
+    ok: bool
+    queued: int
+    written: int
+    dropped: int
+    write_failures: int
+    last_error: str | None
+    last_error_at: datetime | None
+    rejected: int = 0
+    blocked: int = 0

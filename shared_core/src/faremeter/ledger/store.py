@@ -1,0 +1,79 @@
+"""The contract every ledger backend implements.
+
+:class:`~faremeter.ledger.core.Ledger` owns the queue, the writer thread and
+the fault handling; a store only knows how to write a batch idempotently and
+answer queries. Keeping the protocol this small is what lets one test suite
+hold memory, SQLite and PostgreSQL to identical answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from faremeter.ledger.filters import AttrRef, QueryFilter
+from faremeter.ledger.results import CostRow, CostSplit, PercentileRow, TimeBucket, TopTrace
+from faremeter.spans import SpanRecord
+
+__all__ = ["LedgerStore"]
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    """Durable storage of spans plus the ledger's aggregate queries.
+
+    ``write`` is called from the writer thread only; queries may be called
+    from any thread. Implementations open their connections lazily so that a
+    store that is down at start-up is a fault to retry, not a crash.
+    """
+
+    backend: str
+    """``memory``, ``sqlite`` or ``postgresql`` (shown by ``health()``)."""
+
+    def write(self, batch: Sequence[SpanRecord]) -> int:
+        """Store ``batch`` atomically; spans already stored are skipped.
+
+        Returns:
+            How many spans were new.
+
+        Raises:
+            Exception: Any failure; the whole batch is then not stored, and the
+                writer retries it (``is_transient``) or isolates the bad span.
+        """
+        ...
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` may go away on retry (locked, down, disconnected)."""
+        ...
+
+    def spans(self, flt: QueryFilter, limit: int | None) -> list[SpanRecord]:
+        """Matching spans ordered by start time, then span id."""
+        ...
+
+    def cost_by(self, attr: AttrRef, flt: QueryFilter) -> list[CostRow]:
+        """Spend grouped by one attribute or span field (any order)."""
+        ...
+
+    def percentiles(
+        self, attr: AttrRef, quantiles: Sequence[float], flt: QueryFilter
+    ) -> list[PercentileRow]:
+        """Per-trace total distribution grouped by the root's attribute."""
+        ...
+
+    def time_series(
+        self, width_ns: int, attr: AttrRef | None, flt: QueryFilter
+    ) -> list[TimeBucket]:
+        """Spend per UTC bucket of ``width_ns`` (and per attribute value)."""
+        ...
+
+    def top_traces(self, n: int, flt: QueryFilter) -> list[TopTrace]:
+        """The ``n`` most expensive traces (trace-level filter)."""
+        ...
+
+    def cost_split(self, flt: QueryFilter) -> CostSplit:
+        """LLM vs tool vs other spend."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; queries may reopen them."""
+        ...
