@@ -1,5 +1,8 @@
 """8 threads x 4 asyncio tasks x 2 spawned processes -> one ledger, nothing lost.
 
+Each task records traces of four nested spans through ``Meter`` (trace → span →
+span → LLM call), so the parent of every span comes from contextvars alone.
+
 The worker half of this file runs in the child processes: they execute this
 very file with ``runpy`` (test modules are not importable by name under
 ``--import-mode=importlib``), with ``__name__ == "__ledger_worker__"``.
@@ -16,51 +19,37 @@ from typing import Any
 
 import pytest
 
-PROCS, THREADS, TASKS, TOTAL, CHAIN = 2, 8, 4, 100_000, 4
-PRICE = Decimal("0.000001")
+PROCS, THREADS, TASKS, CHAIN = 2, 8, 4, 4
+CHAINS = 25_000  # traces of CHAIN nested spans each: 100,000 spans in all
+TOTAL = CHAINS * CHAIN
+MODEL = "gpt-4o"
+USAGE_IN, USAGE_OUT = 100, 10
 
 
-def task_sizes() -> dict[tuple[int, int, int], int]:
+def task_chains() -> dict[tuple[int, int, int], int]:
+    """How many traces each (process, thread, task) records."""
     keys = [(p, t, k) for p in range(PROCS) for t in range(THREADS) for k in range(TASKS)]
-    base, extra = divmod(TOTAL, len(keys))
+    base, extra = divmod(CHAINS, len(keys))
     return {key: base + (1 if i < extra else 0) for i, key in enumerate(keys)}
 
 
-def ids(p: int, t: int, k: int, n: int) -> tuple[str, str, str | None]:
-    """(trace_id, span_id, expected parent) of span n of one task: chains of CHAIN spans."""
-    prefix = f"{p:02x}{t:02x}{k:02x}"
-    chain, pos = divmod(n, CHAIN)
-    span_id = f"{prefix}{n:010x}"
-    parent = None if pos == 0 else f"{prefix}{n - 1:010x}"
-    return f"{prefix}{chain:026x}", span_id, parent
-
-
 def _worker(url: str, proc: int) -> None:  # runs in a child process
-    from faremeter.cost import Cost
-    from faremeter.ledger import Ledger
-    from faremeter.spans import SpanKind, SpanRecord
+    """Record through the public Meter API: parents come from contextvars alone."""
+    from faremeter import Meter, Usage
 
-    ledger = Ledger.from_url(url)
-    sizes = task_sizes()
+    meter = Meter(ledger=url)
+    chains = task_chains()
+    usage = Usage(input_tokens=USAGE_IN, output_tokens=USAGE_OUT)
 
     async def task(t: int, k: int) -> None:
-        for n in range(sizes[(proc, t, k)]):
-            trace_id, span_id, parent = ids(proc, t, k, n)
-            ledger.record(
-                SpanRecord(
-                    trace_id=trace_id,
-                    span_id=span_id,
-                    parent_span_id=parent,
-                    name=f"step{n % CHAIN}",
-                    kind=SpanKind.AGENT if parent is None else SpanKind.LLM,
-                    start_ns=1_700_000_000_000_000_000 + n,
-                    end_ns=1_700_000_000_000_000_500 + n,
-                    cost=Cost(input=PRICE),
-                    attributes={"workflow": f"w{proc}", "user_id": f"u{t}", "task": k},
-                )
-            )
-            if n % CHAIN == CHAIN - 1:
-                await asyncio.sleep(0)  # interleave the tasks of this thread
+        for c in range(chains[(proc, t, k)]):
+            async with meter.trace("step0", user_id=f"u{t}", task=f"{proc}-{t}-{k}", chain=c):
+                await asyncio.sleep(0)  # let sibling tasks of this thread interleave
+                with meter.span("step1", kind="agent"):
+                    await asyncio.sleep(0)
+                    with meter.span("step2", kind="chain"):
+                        await asyncio.sleep(0)
+                        meter.record_llm(MODEL, usage, name="step3")
 
     async def thread_main(t: int) -> None:
         await asyncio.gather(*(task(t, k) for k in range(TASKS)))
@@ -72,9 +61,9 @@ def _worker(url: str, proc: int) -> None:  # runs in a child process
         th.start()
     for th in threads:
         th.join()
-    ok = ledger.flush(120)
-    health = ledger.health()
-    ledger.close()
+    ok = meter.flush(120)
+    health = meter.health()
+    meter.close()
     if not ok or health.dropped or health.rejected:
         raise SystemExit(f"flush={ok} health={health}")
 
@@ -97,26 +86,40 @@ def run_fleet(url: str) -> None:
 
 
 def check(url: str) -> None:
+    from faremeter import PriceCatalog, Usage
     from faremeter.ledger import Ledger
 
     ledger = Ledger.from_url(url)
     spans = ledger.spans()
     assert len(spans) == TOTAL
     assert len({s.span_id for s in spans}) == TOTAL  # none twice
-    got = {s.span_id: (s.trace_id, s.parent_span_id) for s in spans}
-    expected: dict[str, tuple[str, str | None]] = {}
-    for (p, t, k), size in task_sizes().items():
-        for n in range(size):
-            trace_id, span_id, parent = ids(p, t, k, n)
-            expected[span_id] = (trace_id, parent)
-    assert got == expected  # every span present, each with the right parent and trace
-    # The per-trace rollup, maintained by concurrent writers, adds up too.
-    rows = ledger.percentiles(by="workflow")
-    assert sum(r.traces for r in rows) == len({tid for tid, _ in expected.values()})
-    assert sum((r.total for r in rows), Decimal(0)) == PRICE * TOTAL
+    by_trace: dict[str, dict[str, Any]] = {}
+    for s in spans:
+        by_trace.setdefault(s.trace_id, {})[s.name] = s
+    assert len(by_trace) == CHAINS
+    seen: dict[str, set[int]] = {}
+    for trace in by_trace.values():
+        assert sorted(trace) == [f"step{i}" for i in range(CHAIN)]  # one chain per trace
+        assert trace["step0"].parent_span_id is None
+        for i in range(1, CHAIN):  # every parent is the span that enclosed it
+            assert trace[f"step{i}"].parent_span_id == trace[f"step{i - 1}"].span_id
+        owner = {(s.attributes["task"], s.attributes["user_id"]) for s in trace.values()}
+        assert len(owner) == 1  # no attribution leaked between tasks or threads
+        seen.setdefault(str(trace["step0"].attributes["task"]), set()).add(
+            int(trace["step0"].attributes["chain"])
+        )
+    expected = {f"{p}-{t}-{k}": set(range(n)) for (p, t, k), n in task_chains().items()}
+    assert seen == expected
+    per_call = PriceCatalog.default().cost(
+        MODEL, Usage(input_tokens=USAGE_IN, output_tokens=USAGE_OUT)
+    ).total
+    assert per_call is not None
+    rows = ledger.percentiles(by="user_id")
+    assert sum(r.traces for r in rows) == CHAINS
+    assert sum((r.total for r in rows), Decimal(0)) == per_call * CHAINS
     by_user = ledger.cost_by("user_id")
     assert sum(r.spans for r in by_user) == TOTAL
-    assert sum((r.cost for r in by_user), Decimal(0)) == PRICE * TOTAL
+    assert sum((r.cost for r in by_user), Decimal(0)) == per_call * CHAINS
     ledger.close()
 
 
