@@ -55,4 +55,3 @@ class TestManualApiContract(AdapterContract):
 
     def run_single_call(self, meter: Meter, model: str, usage: Usage) -> None:
         meter.record_llm(model, usage)
-

@@ -248,8 +248,9 @@ def test_default_meter_is_replaceable(meter: Meter) -> None:
 
 
 def test_invalid_attribute_names_rejected(meter: Meter) -> None:
-    with pytest.raises(ValueError, match="invalid attribute name"), faremeter.attributes(
-        **{"drop table; --": "x"}
+    with (
+        pytest.raises(ValueError, match="invalid attribute name"),
+        faremeter.attributes(**{"drop table; --": "x"}),
     ):
         pass
 

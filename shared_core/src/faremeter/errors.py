@@ -37,7 +37,9 @@ class UnknownModelError(FaremeterError, LookupError):
     def __init__(self, model: str, suggestions: Sequence[str] = ()) -> None:
         self.model = model
         self.suggestions = tuple(suggestions)
-        hint = f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if suggestions else ""
+        hint = (
+            f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if suggestions else ""
+        )
         super().__init__(f"no price known for model {model!r}{hint}")
 
     def __reduce__(self) -> tuple[type[UnknownModelError], tuple[str, tuple[str, ...]]]:
@@ -52,5 +54,5 @@ class ConfigError(FaremeterError, ValueError):
     """
 
 
-class BudgetExceeded(FaremeterError):  # noqa: N818 - public name fixed by the design
+class BudgetExceeded(FaremeterError):
     """A call was refused *before* it ran because a budget would be exceeded."""

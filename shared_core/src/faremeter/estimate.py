@@ -48,7 +48,7 @@ def _encoder(encoding: str) -> Callable[[str], int] | None:
         import tiktoken
 
         enc = tiktoken.get_encoding(encoding)
-    except Exception as exc:  # noqa: BLE001 - missing package or offline: fall back
+    except Exception as exc:
         logger.info("faremeter: tiktoken %s unavailable (%s); using the heuristic", encoding, exc)
         return None
     return lambda text: len(enc.encode(text, disallowed_special=()))

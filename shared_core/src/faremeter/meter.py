@@ -19,7 +19,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from faremeter.context import activate, clean_attributes, current_attributes, current_span, deactivate
+from faremeter.context import (
+    activate,
+    clean_attributes,
+    current_attributes,
+    current_span,
+    deactivate,
+)
 from faremeter.cost import Cost, to_decimal
 from faremeter.errors import ConfigError, UnknownModelError
 from faremeter.open_span import OpenSpan, TraceState
@@ -303,11 +309,17 @@ class Meter:
             ...     agent.invoke(question)
             >>> t.cost, t.tree()
         """
-        return SpanScope(self, True, {"name": name, "kind": SpanKind.AGENT, "attributes": attributes})
+        return SpanScope(
+            self, True, {"name": name, "kind": SpanKind.AGENT, "attributes": attributes}
+        )
 
-    def span(self, name: str, *, kind: SpanKind | str = SpanKind.CHAIN, **attributes: Any) -> SpanScope:
+    def span(
+        self, name: str, *, kind: SpanKind | str = SpanKind.CHAIN, **attributes: Any
+    ) -> SpanScope:
         """Open a child span of the current span (or a new trace if there is none)."""
-        return SpanScope(self, False, {"name": name, "kind": SpanKind(kind), "attributes": attributes})
+        return SpanScope(
+            self, False, {"name": name, "kind": SpanKind(kind), "attributes": attributes}
+        )
 
     def start_span(
         self,

@@ -136,18 +136,19 @@ def parse_usage(payload: Any, *, source: UsageSource = "reported") -> Usage | No
             source=source,
         )
     # Anthropic: cache counts sit beside an input count that excludes them.
-    if "cache_read_input_tokens" in data or "cache_creation_input_tokens" in data:
-        if "prompt_tokens" not in data:  # LiteLLM mirrors these keys on an OpenAI shape
-            creation = _as_mapping(data.get("cache_creation"))
-            write_1h = _z(_count(creation, "ephemeral_1h_input_tokens"))
-            return Usage.from_exclusive(
-                input_tokens=_z(_count(data, "input_tokens")),
-                output_tokens=_z(_count(data, "output_tokens")),
-                cache_read_tokens=_z(_count(data, "cache_read_input_tokens")),
-                cache_write_tokens=_z(_count(data, "cache_creation_input_tokens")),
-                cache_write_1h_tokens=write_1h,
-                source=source,
-            )
+    # (LiteLLM mirrors these keys on an OpenAI shape, which has prompt_tokens.)
+    anthropic_keys = "cache_read_input_tokens" in data or "cache_creation_input_tokens" in data
+    if anthropic_keys and "prompt_tokens" not in data:
+        creation = _as_mapping(data.get("cache_creation"))
+        write_1h = _z(_count(creation, "ephemeral_1h_input_tokens"))
+        return Usage.from_exclusive(
+            input_tokens=_z(_count(data, "input_tokens")),
+            output_tokens=_z(_count(data, "output_tokens")),
+            cache_read_tokens=_z(_count(data, "cache_read_input_tokens")),
+            cache_write_tokens=_z(_count(data, "cache_creation_input_tokens")),
+            cache_write_1h_tokens=write_1h,
+            source=source,
+        )
 
     input_tokens = _count(data, "input_tokens", "prompt_tokens")
     output_tokens = _count(data, "output_tokens", "completion_tokens")
@@ -163,7 +164,9 @@ def parse_usage(payload: Any, *, source: UsageSource = "reported") -> Usage | No
     cache_read = _count(in_details, "cache_read", "cached_tokens")
     if cache_read is None:
         cache_read = _count(data, "cache_read_input_tokens")
-    cache_write = _count(in_details, "cache_creation", "cache_write_tokens", "cache_creation_tokens")
+    cache_write = _count(
+        in_details, "cache_creation", "cache_write_tokens", "cache_creation_tokens"
+    )
     if cache_write is None:
         cache_write = _count(data, "cache_creation_input_tokens")
     write_1h = _count(in_details, "ephemeral_1h_input_tokens", "cache_creation_1h")
@@ -181,9 +184,7 @@ def parse_usage(payload: Any, *, source: UsageSource = "reported") -> Usage | No
     )
 
 
-def safe_parse_usage(
-    payload: Any, *, where: str, source: UsageSource = "reported"
-) -> Usage | None:
+def safe_parse_usage(payload: Any, *, where: str, source: UsageSource = "reported") -> Usage | None:
     """:func:`parse_usage` for adapters: never raises, logs a rejection once per ``where``.
 
     A rejected payload is dropped rather than guessed at: a wrong number
@@ -191,7 +192,7 @@ def safe_parse_usage(
     """
     try:
         return parse_usage(payload, source=source)
-    except Exception as exc:  # noqa: BLE001 - adapters must never break the host app
+    except Exception as exc:
         with _warned_lock:
             first = where not in _warned
             _warned.add(where)

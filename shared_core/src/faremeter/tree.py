@@ -88,8 +88,7 @@ class TraceTree:
                 children=kids,
                 direct_cost=ZERO if own_total is None else own_total,
                 child_cost=sum((k.total_cost for k in kids), ZERO),
-                unpriced=(own_total is None)
-                + sum(k.unpriced for k in kids),
+                unpriced=(own_total is None) + sum(k.unpriced for k in kids),
             )
 
         return cls(

@@ -102,9 +102,7 @@ class Usage:
                 " output_tokens must include reasoning"
             )
         if self.audio_input_tokens + self.image_input_tokens > self.input_tokens:
-            raise InvalidUsageError(
-                "audio_input_tokens + image_input_tokens exceeds input_tokens"
-            )
+            raise InvalidUsageError("audio_input_tokens + image_input_tokens exceeds input_tokens")
         if self.source not in ("reported", "estimated", "mixed"):
             raise InvalidUsageError(
                 f"source must be 'reported', 'estimated' or 'mixed', got {self.source!r}"
@@ -161,9 +159,7 @@ class Usage:
         total = object.__new__(Usage)
         for name in _FIELDS:
             object.__setattr__(total, name, getattr(self, name) + getattr(other, name))
-        object.__setattr__(
-            total, "source", self.source if self.source == other.source else "mixed"
-        )
+        object.__setattr__(total, "source", self.source if self.source == other.source else "mixed")
         return total
 
     def to_dict(self) -> dict[str, int | str]:

@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump a traceback
+    except Exception as exc:
         from faremeter.errors import FaremeterError
 
         if not isinstance(exc, FaremeterError | ValueError | OSError):

@@ -15,7 +15,9 @@ def register(sub: Any) -> None:
         "demo",
         help="record a 10-step research agent run into the ledger and price it step by step",
     )
-    p.add_argument("--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)")
+    p.add_argument(
+        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
+    )
     p.add_argument("--model", default="gpt-4o", help="model the agent uses (default: gpt-4o)")
     p.add_argument("--user", default="demo-user", help="user_id to attribute the run to")
     p.set_defaults(func=run)
@@ -47,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         step = str(span.attributes.get("step", ""))
         if not step:
             continue
-        row = rows.setdefault(step, {"in": 0, "out": 0, "llm": Decimal(0), "tool": "", "tc": Decimal(0)})
+        row = rows.setdefault(
+            step, {"in": 0, "out": 0, "llm": Decimal(0), "tool": "", "tc": Decimal(0)}
+        )
         cost = span.cost.total or Decimal(0)
         if span.kind is SpanKind.LLM and span.usage is not None:
             row["in"] += span.usage.input_tokens
@@ -76,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         f" per task; recorded to the ledger{'' if ok else ' (flush timed out!)'}."
     )
     console.print(
-        f"Next: [cyan]faremeter report --by step[/cyan] · [cyan]faremeter trace {trace.trace_id}[/cyan]"
+        "Next: [cyan]faremeter report --by step[/cyan] · "
+        f"[cyan]faremeter trace {trace.trace_id}[/cyan]"
     )
     meter.close()
     return 0 if ok else 1

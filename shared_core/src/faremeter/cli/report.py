@@ -24,7 +24,9 @@ def register(sub: Any) -> None:
                    help="root attribute for per-trace percentiles (default: workflow)")  # fmt: skip
     p.add_argument("--since", choices=sorted(_WINDOWS), help="only the last 1h / 24h / 7d / 30d")
     p.add_argument("--top", type=int, default=5, help="how many expensive traces to list")
-    p.add_argument("--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)")
+    p.add_argument(
+        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
+    )
     p.set_defaults(func=run)
 
 

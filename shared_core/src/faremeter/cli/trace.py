@@ -12,7 +12,9 @@ def register(sub: Any) -> None:
     """Add the subcommand to the CLI."""
     p: argparse.ArgumentParser = sub.add_parser("trace", help="print one trace as a cost tree")
     p.add_argument("trace_id", help="the trace id (as printed by `demo` or `report`)")
-    p.add_argument("--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)")
+    p.add_argument(
+        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
+    )
     p.set_defaults(func=run)
 
 
@@ -43,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         direct = s.cost.total
         parts.append(f"direct {money(direct)}")
         if node.children:
-            parts.append(f"children {money(node.child_cost)} total [bold]{money(node.total_cost)}[/bold]")
+            parts.append(
+                f"children {money(node.child_cost)} total [bold]{money(node.total_cost)}[/bold]"
+            )
         if s.status.value != "ok":
             parts.append(f"[red]{s.status.value}[/red]")
         return "  ".join(parts)

@@ -32,6 +32,7 @@ class FakeClock:
         self._lock = threading.Lock()
 
     def __call__(self) -> int:
+        """Now, advancing the clock by one step."""
         with self._lock:
             self._now += self._step
             return self._now

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
+from typing import ClassVar
 
 import pytest
 
@@ -41,7 +42,10 @@ class AdapterContract:
     FIRST_USAGE = Usage(input_tokens=1200, output_tokens=150)
     SECOND_USAGE = Usage(input_tokens=1500, output_tokens=300, cache_read_tokens=1024)
     INNER_USAGE = Usage(input_tokens=800, output_tokens=100)
-    TOOL_PRICES = {"lookup": Decimal("0.001"), "delegate": Decimal("0.002")}
+    TOOL_PRICES: ClassVar[dict[str, Decimal]] = {
+        "lookup": Decimal("0.001"),
+        "delegate": Decimal("0.002"),
+    }
     ERROR_MESSAGE = "model exploded mid-run"
     ScenarioError = ScenarioError
     CONCURRENT_RUNS = 10
@@ -52,8 +56,11 @@ class AdapterContract:
         pytest.skip("adapter does not implement run_two_level_agent")
 
     def run_nested_agents(self, meter: Meter) -> None:
-        """Outer agent: LLM (FIRST_USAGE) → tool ``delegate`` running an inner
-        agent that makes one LLM call (INNER_USAGE) → outer LLM (SECOND_USAGE)."""
+        """Outer agent: LLM (FIRST_USAGE) → tool ``delegate`` → LLM (SECOND_USAGE).
+
+        The ``delegate`` tool runs an inner agent that makes one LLM call
+        (INNER_USAGE).
+        """
         pytest.skip("adapter does not implement run_nested_agents")
 
     def run_error_mid_run(self, meter: Meter) -> None:
@@ -167,7 +174,9 @@ class AdapterContract:
         tree = self.assert_single_tree(spans)
         llm = self.llm_spans(spans)
         assert len(llm) == 3, f"expected 3 LLM spans, got {[s.name for s in llm]}"
-        inner = [s for s in llm if s.usage and s.usage.input_tokens == self.INNER_USAGE.input_tokens]
+        inner = [
+            s for s in llm if s.usage and s.usage.input_tokens == self.INNER_USAGE.input_tokens
+        ]
         assert len(inner) == 1
         delegate = [s for s in spans if s.kind is SpanKind.TOOL and s.name == "delegate"]
         assert len(delegate) == 1
@@ -208,9 +217,7 @@ class AdapterContract:
             by_trace.setdefault(s.trace_id, []).append(s)
         assert len(by_trace) == n, f"expected {n} traces, got {len(by_trace)}"
         users: set[object] = set()
-        per_run = self.expected(meter, self.FIRST_USAGE) + self.expected(
-            meter, self.SECOND_USAGE
-        )
+        per_run = self.expected(meter, self.FIRST_USAGE) + self.expected(meter, self.SECOND_USAGE)
         for trace_spans in by_trace.values():
             self.assert_single_tree(trace_spans)
             owners = {s.attributes.get("user_id") for s in trace_spans}
