@@ -258,3 +258,11 @@ def test_invalid_attribute_names_rejected(meter: Meter) -> None:
 def test_tool_reported_cost(meter: Meter) -> None:
     rec = meter.record_tool("data_api", cost=Cost.of_tool("0.30"), calls=3)
     assert rec is not None and rec.cost.tool == Decimal("0.30")
+
+
+def test_llm_span_without_usage_is_unpriced_unless_it_failed(meter: Meter) -> None:
+    ok = meter.start_span("call", kind="llm", model="gpt-4o").end()
+    failed = meter.start_span("call", kind="llm", model="gpt-4o").end(status="error", error="x")
+    assert ok is not None and ok.cost.total is None
+    assert ok.cost.unpriced_reason == "no usage reported"
+    assert failed is not None and failed.cost.total == 0

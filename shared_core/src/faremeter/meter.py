@@ -434,7 +434,13 @@ class Meter:
     def _default_cost(
         self, span: OpenSpan, status: SpanStatus, usage: Usage | None, model: str | None
     ) -> Cost:
-        if span.kind in _PRICED_KINDS and usage is not None:
+        if span.kind in _PRICED_KINDS:
+            if usage is None:
+                # A failed request is not billed; a finished one without counts
+                # cost *something* we do not know — unpriced, never $0.
+                if status is SpanStatus.ERROR:
+                    return Cost()
+                return Cost.unpriced("no usage reported", model=model)
             if not model:
                 return Cost.unpriced("no model name reported")
             return self.price(model, usage)

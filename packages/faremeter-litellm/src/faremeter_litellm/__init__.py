@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -66,10 +67,8 @@ class Instrumentation:
         """:meth:`flush` for async code: drains LiteLLM's async logging worker first."""
         from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout)
-        except TimeoutError:
-            pass
         done = await self.logger.recorder.await_idle(timeout)
         self.logger.recorder.close_idle_calls(0)
         meter = self.logger.recorder.meter

@@ -1,0 +1,116 @@
+"""The LiteLLM ``CustomLogger`` subclass (imports LiteLLM; loaded lazily)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from faremeter.meter import Meter
+from faremeter_litellm._recorder import Recorder
+
+__all__ = ["FaremeterLogger"]
+
+logger = logging.getLogger("faremeter.litellm")
+
+
+def _kw(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
+
+
+class FaremeterLogger(CustomLogger):
+    """Prices and attributes every LiteLLM call with faremeter's catalog.
+
+    Register it like any LiteLLM callback (``litellm.callbacks = [logger]``)
+    or use :func:`faremeter_litellm.instrument`. Sync calls fire the sync
+    hooks, async calls only the async ones; both end the same span, and a call
+    is recorded once even when LiteLLM fires both.
+
+    Every hook swallows (and logs) its own failures: LiteLLM already hides
+    callback exceptions, but a faremeter bug must not even cost a traceback
+    in the app's logs per call.
+
+    Args:
+        meter: Where to record; the process default meter when ``None``.
+        stream_usage: In a LiteLLM proxy, add ``stream_options.include_usage``
+            to streamed requests that set no ``stream_options`` (clients then
+            also receive the final usage chunk).
+        **attributes: Attribution stamped on every span (``environment="prod"``).
+    """
+
+    def __init__(
+        self, meter: Meter | None = None, *, stream_usage: bool = True, **attributes: Any
+    ) -> None:
+        super().__init__()  # pyright: ignore[reportUnknownMemberType]
+        self.recorder = Recorder(meter, attributes)
+        self.stream_usage = stream_usage
+        # LiteLLM de-duplicates loggers by class name plus public scalar attributes;
+        # an id per instance keeps two loggers with different meters both active.
+        self.faremeter_logger_id = id(self)
+
+    # -- sync ----------------------------------------------------------------------
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+        """Start the span in the caller's context (runs inline, before the request)."""
+        try:
+            self.recorder.start(_kw(kwargs))
+        except Exception:
+            logger.exception("faremeter: LiteLLM pre-call hook failed")
+
+    def log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """End the span of a sync call (a stream: once, with the assembled response)."""
+        self._success(kwargs, response_obj, start_time, end_time)
+
+    def log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """End the span of a failed sync call as ``error``."""
+        self._failure(kwargs, response_obj, start_time, end_time)
+
+    def _success(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        try:
+            self.recorder.success(_kw(kwargs), response_obj, start_time, end_time)
+        except Exception:
+            logger.exception("faremeter: LiteLLM success hook failed")
+
+    def _failure(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        try:
+            self.recorder.failure(_kw(kwargs), response_obj, start_time, end_time)
+        except Exception:
+            logger.exception("faremeter: LiteLLM failure hook failed")
+
+    # -- async ---------------------------------------------------------------------
+    async def async_log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """End the span of an async call (no I/O here: the ledger write is queued)."""
+        self._success(kwargs, response_obj, start_time, end_time)
+
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """End the span of a failed async call as ``error``."""
+        self._failure(kwargs, response_obj, start_time, end_time)
+
+    # -- proxy ---------------------------------------------------------------------
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: Any, call_type: Any
+    ) -> Any:
+        """Ask for usage on streamed requests through the proxy (unless the caller chose).
+
+        Proxy-only: the SDK has no hook that runs before the request is built.
+        """
+        try:
+            if (
+                self.stream_usage
+                and isinstance(data, dict)
+                and data.get("stream") is True  # pyright: ignore[reportUnknownMemberType]
+                and "stream_options" not in data
+            ):
+                data["stream_options"] = {"include_usage": True}
+        except Exception:
+            logger.exception("faremeter: LiteLLM proxy pre-call hook failed")
+        return data  # pyright: ignore[reportUnknownVariableType]
