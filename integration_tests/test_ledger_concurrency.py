@@ -110,9 +110,11 @@ def check(url: str) -> None:
         )
     expected = {f"{p}-{t}-{k}": set(range(n)) for (p, t, k), n in task_chains().items()}
     assert seen == expected
-    per_call = PriceCatalog.default().cost(
-        MODEL, Usage(input_tokens=USAGE_IN, output_tokens=USAGE_OUT)
-    ).total
+    per_call = (
+        PriceCatalog.default()
+        .cost(MODEL, Usage(input_tokens=USAGE_IN, output_tokens=USAGE_OUT))
+        .total
+    )
     assert per_call is not None
     rows = ledger.percentiles(by="user_id")
     assert sum(r.traces for r in rows) == CHAINS
