@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
-from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.span import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index_instrumentation import get_dispatcher  # what llama_index.core re-exports
 from pydantic import ConfigDict, Field
 
 from faremeter import Meter
+from faremeter.estimate import count_tokens
 from faremeter_llamaindex._recorder import Recorder
 
 __all__ = [
@@ -186,7 +189,8 @@ class LlamaIndexInstrumentation:
     def _install(self) -> None:
         dispatcher = get_dispatcher()
         # Rebind rather than mutate: the dispatcher may be iterating the lists.
-        dispatcher.span_handlers = [*dispatcher.span_handlers, self.span_handler]
+        span_handlers: list[Any] = dispatcher.span_handlers  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        dispatcher.span_handlers = [*span_handlers, self.span_handler]
         dispatcher.event_handlers = [*dispatcher.event_handlers, self.event_handler]
         self.active = True
 
@@ -203,7 +207,8 @@ class LlamaIndexInstrumentation:
             return
         self.active = False
         dispatcher = get_dispatcher()
-        dispatcher.span_handlers = [h for h in dispatcher.span_handlers if h is not self.span_handler]
+        span_handlers: list[Any] = dispatcher.span_handlers  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        dispatcher.span_handlers = [h for h in span_handlers if h is not self.span_handler]
         dispatcher.event_handlers = [
             h for h in dispatcher.event_handlers if h is not self.event_handler
         ]
@@ -217,6 +222,32 @@ class LlamaIndexInstrumentation:
 
     def __exit__(self, *exc: object) -> None:
         self.uninstrument()
+
+
+def _warm_tokenizers() -> None:
+    """Let faremeter's estimator use the tiktoken files LlamaIndex ships.
+
+    tiktoken downloads its encodings on first use, so offline the estimator
+    falls back to a heuristic. llama-index-core bundles ``cl100k_base`` and
+    ``o200k_base`` and points tiktoken at them only while it loads its own
+    tokenizer; we do the same once, so OpenAI-family models are estimated with
+    their real tokenizer (other families keep the heuristic).
+    """
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        return
+    import llama_index.core
+
+    cache = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
+    if not cache.is_dir():
+        return
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+    try:
+        count_tokens("warm up", "gpt-4o")
+        count_tokens("warm up", "gpt-4")
+    except Exception:
+        logger.debug("faremeter: could not load the bundled tiktoken encodings", exc_info=True)
+    finally:
+        os.environ.pop("TIKTOKEN_CACHE_DIR", None)
 
 
 def _key(meter: Meter | None) -> int | None:
@@ -253,6 +284,7 @@ def instrument(meter: Meter | None = None, **attributes: Any) -> LlamaIndexInstr
                     "call uninstrument() first to change its attributes"
                 )
             return existing
+        _warm_tokenizers()
         handle = LlamaIndexInstrumentation(meter, dict(attributes))
         handle._install()  # pyright: ignore[reportPrivateUsage]
         _registry[_key(meter)] = handle

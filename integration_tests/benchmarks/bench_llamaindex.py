@@ -1,0 +1,135 @@
+"""Per-call overhead of faremeter's LlamaIndex instrumentation vs TokenCountingHandler.
+
+    uv run python integration_tests/benchmarks/bench_llamaindex.py [iterations]
+
+Three configurations run side by side, interleaved in rounds so drift hits all
+of them alike: no handler (baseline), ``faremeter_llamaindex.instrument()``
+into ``Meter(ledger="memory")``, and LlamaIndex's legacy
+``TokenCountingHandler`` on ``Settings.callback_manager``. Each call is timed
+alone; overhead is the median call minus the baseline median. MockLLM reports
+no usage, so both tools tokenize (TokenCountingHandler with tiktoken
+cl100k; faremeter with the model family's tokenizer or its heuristic). A
+second LLM reporting usage shows the common production path (no tokenizing).
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from llama_index.core import Settings
+from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+from llama_index.core.llms import ChatMessage, MockLLM
+
+from faremeter import Meter, Usage
+from faremeter_llamaindex import instrument
+from faremeter_llamaindex.testing import Reply, ScriptedLLM
+
+PROMPT = (
+    "You are a research assistant. Summarise the following notes in three bullet points, "
+    "citing the source of each claim. Notes: faremeter prices, attributes and caps what LLM "
+    "agents cost; it records every model call, tool call, embedding and retrieval as a span "
+    "with exact Decimal costs and hierarchical attribution by user, team and workflow."
+)
+MESSAGES = [
+    ChatMessage(role="system", content="Be brief."),
+    ChatMessage(role="user", content=PROMPT),
+]
+
+
+class UsageLLM(ScriptedLLM):
+    """Reports usage on every call, like a real provider integration."""
+
+    def _next(self) -> Reply:
+        return Reply(text="A short answer.", usage=Usage(input_tokens=120, output_tokens=8))
+
+
+def timed(fn: Callable[[], Any], n: int) -> list[int]:
+    out: list[int] = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append(time.perf_counter_ns() - t0)
+    return out
+
+
+def main() -> None:
+    iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    rounds = 10
+    per_round = max(iterations // rounds, 1)
+    # LLMs without handlers are built first: a CallbackManager([]) built while
+    # Settings.callback_manager is set silently inherits its handlers.
+    Settings.callback_manager = CallbackManager([])
+    plain = {
+        "MockLLM.complete": MockLLM(),
+        "MockLLM.chat (via complete)": MockLLM(),
+        "usage-reporting LLM .chat": UsageLLM(),
+    }
+    counter = TokenCountingHandler()
+    Settings.callback_manager = CallbackManager([counter])  # the legacy way to attach it
+    counted = {
+        "MockLLM.complete": MockLLM(callback_manager=Settings.callback_manager),
+        "MockLLM.chat (via complete)": MockLLM(callback_manager=Settings.callback_manager),
+        "usage-reporting LLM .chat": UsageLLM(callback_manager=Settings.callback_manager),
+    }
+    calls: dict[str, Callable[[Any], Any]] = {
+        "MockLLM.complete": lambda llm: llm.complete(PROMPT),
+        "MockLLM.chat (via complete)": lambda llm: llm.chat(MESSAGES),
+        "usage-reporting LLM .chat": lambda llm: llm.chat(MESSAGES),
+    }
+    assert not plain["MockLLM.complete"].callback_manager.handlers
+    llms = {k: (plain[k], counted[k], calls[k]) for k in calls}
+    meter = Meter(ledger="memory")
+    # The same meter with ledger.record stubbed out: separates the adapter's own
+    # cost from the core's (span bookkeeping, pricing, the ledger queue).
+    bare = Meter(ledger="memory")
+    bare.ledger.record = lambda span: None  # type: ignore[method-assign]
+    rows: list[tuple[str, float, float, float, float, float]] = []
+    for label, (plain, counted, call) in llms.items():
+        samples: dict[str, list[int]] = {"none": [], "faremeter": [], "bare": [], "tch": []}
+
+        def run_plain(call: Callable[[Any], Any] = call, llm: Any = plain) -> None:
+            call(llm)
+
+        def run_counted(call: Callable[[Any], Any] = call, llm: Any = counted) -> None:
+            call(llm)
+
+        for fn in (run_plain, run_counted):  # warm up
+            for _ in range(200):
+                fn()
+        for m in (meter, bare):
+            with instrument(m):
+                for _ in range(200):
+                    run_plain()
+        counter.reset_counts()
+        for _ in range(rounds):
+            gc.collect()
+            samples["none"] += timed(run_plain, per_round)
+            with instrument(meter):
+                samples["faremeter"] += timed(run_plain, per_round)
+            with instrument(bare):
+                samples["bare"] += timed(run_plain, per_round)
+            samples["tch"] += timed(run_counted, per_round)
+            assert len(counter.llm_token_counts) >= per_round
+            counter.reset_counts()
+        med = {k: statistics.median(v) / 1000 for k, v in samples.items()}
+        fm, tch = med["faremeter"] - med["none"], med["tch"] - med["none"]
+        rows.append((label, med["none"], fm, med["bare"] - med["none"], tch, fm / tch))
+
+    print(f"llama-index-core, {iterations:,} calls per configuration, median µs per call\n")
+    print(
+        "| call | no handler | faremeter overhead | (of which adapter, ledger stubbed) "
+        "| TokenCountingHandler overhead | faremeter / TCH |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, base, fm, bare, tch, ratio in rows:
+        print(f"| {label} | {base:.1f} | {fm:.1f} | {bare:.1f} | {tch:.1f} | {ratio:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
