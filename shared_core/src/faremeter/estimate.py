@@ -4,8 +4,9 @@ Streams without ``include_usage``, custom base URLs and some framework paths
 arrive with no counts. Recording zero would hide real spend, so faremeter
 estimates and marks the usage ``estimated``. OpenAI-family models use
 tiktoken's encoding for that family when tiktoken is installed *and* its
-encoding files load (they are downloaded on first use; offline they may not
-be available). Otherwise a heuristic: one token per 4 bytes of ASCII text and
+encoding files load. tiktoken downloads them on first use; offline, faremeter
+points it at the copies llama-index-core or litellm ship, when installed
+(located without importing either). Otherwise a heuristic: one token per 4 bytes of ASCII text and
 one per non-ASCII character (CJK text tokenises near one token per character),
 which tracks BPE tokenizers within ~15% on English prose.
 """
@@ -13,9 +14,13 @@ which tracks BPE tokenizers within ~15% on English prose.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
+import os
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from faremeter.usage import Usage
 
@@ -41,13 +46,43 @@ def _encoding_name(model: str | None) -> str | None:
     return None
 
 
+_BUNDLED_TIKTOKEN_CACHES = (
+    ("llama_index.core", "_static/tiktoken_cache"),
+    ("litellm", "litellm_core_utils/tokenizers"),
+)
+_env_lock = threading.Lock()
+
+
+def _bundled_tiktoken_cache() -> str | None:
+    """A directory of tiktoken encoding files shipped by an installed package."""
+    for package, subdir in _BUNDLED_TIKTOKEN_CACHES:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            continue
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        for location in locations:
+            path = Path(location) / subdir
+            if path.is_dir():
+                return str(path)
+    return None
+
+
 @functools.cache
 def _encoder(encoding: str) -> Callable[[str], int] | None:
     """A token counter for ``encoding``, or None when it cannot load (cached either way)."""
     try:
         import tiktoken
 
-        enc = tiktoken.get_encoding(encoding)
+        with _env_lock:
+            bundled = None if "TIKTOKEN_CACHE_DIR" in os.environ else _bundled_tiktoken_cache()
+            if bundled is not None:
+                os.environ["TIKTOKEN_CACHE_DIR"] = bundled
+            try:
+                enc = tiktoken.get_encoding(encoding)
+            finally:
+                if bundled is not None:
+                    del os.environ["TIKTOKEN_CACHE_DIR"]
     except Exception as exc:
         logger.info("faremeter: tiktoken %s unavailable (%s); using the heuristic", encoding, exc)
         return None
@@ -55,6 +90,8 @@ def _encoder(encoding: str) -> Callable[[str], int] | None:
 
 
 def _heuristic(text: str) -> int:
+    if text.isascii():
+        return math.ceil(len(text) / 4)
     ascii_bytes = 0
     other = 0
     for ch in text:

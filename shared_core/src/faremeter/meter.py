@@ -372,7 +372,7 @@ class Meter:
             span_id=self.ids.span_id(),
             parent_span_id=parent_id,
             name=name,
-            kind=SpanKind(kind),
+            kind=kind if type(kind) is SpanKind else SpanKind(kind),
             start_ns=self.clock() if start_ns is None else start_ns,
             attributes=merged,
             model=model,

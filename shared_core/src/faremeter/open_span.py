@@ -170,7 +170,7 @@ class OpenSpan:
         self._ended = True
         return self.meter._finish(  # pyright: ignore[reportPrivateUsage]
             self,
-            status=SpanStatus(status),
+            status=status if type(status) is SpanStatus else SpanStatus(status),
             usage=usage,
             model=model,
             provider=provider,

@@ -49,6 +49,10 @@ def _none_last(key: str | None) -> tuple[bool, str]:
     return (key is None, key or "")
 
 
+_WAKE_AT = 512
+"""Queued spans that wake the writer early instead of at its next poll."""
+
+
 class Ledger:
     """Spans recorded by this process, written to a store in the background.
 
@@ -140,7 +144,10 @@ class Ledger:
                 self._writer.overflow(span, self._closed)
                 return
             self._queue.append(span)
-            if not self._wake.is_set():
+            # The writer polls every idle_interval; waking it per span would
+            # cost the app thread a context switch on every call. Wake it only
+            # when a batch is worth writing now (flush() nudges it as well).
+            if len(self._queue) >= _WAKE_AT and not self._wake.is_set():
                 self._wake.set()
         except Exception:
             self._internal_faults += 1
