@@ -27,6 +27,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _EMPTY: Mapping[str, AttributeValue] = MappingProxyType({})
+_MAX_CACHED_NAMES = 4096
+_valid_names: set[str] = set()  # names already validated: skips the regex on the hot path
 _attributes: contextvars.ContextVar[Mapping[str, AttributeValue]] = contextvars.ContextVar(
     "faremeter_attributes", default=_EMPTY
 )
@@ -44,7 +46,10 @@ def clean_attributes(attrs: Mapping[str, Any]) -> dict[str, AttributeValue]:
     """
     out: dict[str, AttributeValue] = {}
     for key, value in attrs.items():
-        validate_attribute_name(key)
+        if key not in _valid_names:
+            validate_attribute_name(key)
+            if len(_valid_names) < _MAX_CACHED_NAMES:
+                _valid_names.add(key)
         if value is None:
             continue
         if isinstance(value, str | int | float | bool):

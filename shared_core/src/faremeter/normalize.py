@@ -26,8 +26,8 @@ _warned_lock = threading.Lock()
 
 
 def _as_mapping(payload: Any) -> Mapping[str, Any] | None:
-    if payload is None:
-        return None
+    if payload is None or type(payload) is dict:  # the common cases, without ABC checks
+        return payload  # pyright: ignore[reportUnknownVariableType]
     if isinstance(payload, Mapping):
         return payload  # pyright: ignore[reportUnknownVariableType]
     dump = getattr(payload, "model_dump", None)
@@ -51,12 +51,14 @@ def _count(data: Mapping[str, Any] | None, *keys: str) -> int | None:
         if key not in data:
             continue
         value = data[key]
+        if type(value) is int:  # the common case first: this runs per recorded call
+            return value
         if value is None:
             continue
         if isinstance(value, bool):
             raise InvalidUsageError(f"{key} must be a token count, got {value!r}")
         if isinstance(value, int):
-            return value
+            return int(value)
         if isinstance(value, float):
             if not math.isfinite(value) or not value.is_integer():
                 raise InvalidUsageError(f"{key} must be a whole number, got {value!r}")
