@@ -328,6 +328,26 @@ def test_metadata_and_context_attribution(
     assert "sk-secret" not in str(attrs)
 
 
+def test_proxy_key_attribution_beats_what_the_request_claims() -> None:
+    from faremeter_litellm._translate import attribution
+
+    # What the proxy sends for a virtual key: its own keys, written over the client's.
+    client = {"user_id": "victim", "team": "other", "faremeter": {"team_id": "t-x"}}
+    key = {"user_api_key_user_id": "alice", "user_api_key_team_id": "t-1"}
+    key |= {"user_api_key_team_alias": "search", "user_api_key_end_user_id": "end-9"}
+    out = attribution({"user": "end-9", "litellm_params": {"metadata": {**client, **key}}})
+    assert out["user_id"] == "alice" and out["team_id"] == "t-1" and out["team"] == "search"
+    assert out["end_user"] == "end-9"
+    # The master key's placeholder user is no identity: the request may name one.
+    admin = {"user_api_key_user_id": "default_user_id"}
+    md = {"user_id": "u-1", **admin}
+    assert attribution({"litellm_params": {"metadata": md}})["user_id"] == "u-1"
+    assert attribution({"litellm_params": {"metadata": admin}})["user_id"] == "default_user_id"
+    assert attribution({"user": "end-1", "litellm_params": {"metadata": admin}})["user_id"] == (
+        "end-1"
+    )
+
+
 def test_sync_stream_keeps_caller_context(
     meter: Meter, handle: faremeter_litellm.Instrumentation
 ) -> None:

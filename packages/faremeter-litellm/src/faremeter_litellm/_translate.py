@@ -48,7 +48,17 @@ _PROXY_KEYS = {
     "user_api_key_end_user_id": "end_user",
     "user_api_key_alias": "api_key_alias",
 }
-"""What the LiteLLM proxy stamps into metadata for the authenticated key."""
+"""What the LiteLLM proxy stamps into metadata for the authenticated key.
+
+The proxy writes these after it merged the request's own ``metadata``
+(``dict.update``), so a client cannot forge them; they win over anything the
+request says (see :func:`attribution`).
+"""
+
+_PROXY_ADMIN_USER = "default_user_id"
+"""``user_api_key_user_id`` of the proxy's master key (LiteLLM's
+``LITELLM_PROXY_ADMIN_NAME``): a placeholder, not a person, so a request made
+with the master key may name its user itself."""
 
 # Most specific first: ContextWindowExceededError is a BadRequestError, etc.
 _ERROR_CLASSES = (
@@ -104,16 +114,18 @@ def attribution(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     Only known attribution keys are copied (plus anything under
     ``metadata["faremeter"]``): metadata also carries router internals and,
     in a proxy, key material that must never reach a ledger.
+
+    Precedence, lowest first: OpenAI's ``user``, the request's ``metadata``
+    (then its ``faremeter`` dict), then what the proxy stamped for the
+    authenticated key — a client of a shared proxy must not be able to book
+    its spend to another user or team. The master key's placeholder user
+    (``default_user_id``) is only a fallback.
     """
     out: dict[str, Any] = {}
     user = _scalar(kwargs.get("user"))
     if user is not None:
         out["user_id"] = user
     md = metadata(kwargs)
-    for src, dst in _PROXY_KEYS.items():
-        value = _scalar(md.get(src))
-        if value is not None:
-            out[dst] = value
     for key in ATTRIBUTION_KEYS:
         value = _scalar(md.get(key))
         if value is not None:
@@ -122,6 +134,14 @@ def attribution(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         scalar = _scalar(value)
         if ATTRIBUTE_NAME.match(key) and scalar is not None:
             out[key] = scalar
+    for src, dst in _PROXY_KEYS.items():
+        value = _scalar(md.get(src))
+        if value is None:
+            continue
+        if src == "user_api_key_user_id" and value == _PROXY_ADMIN_USER:
+            out.setdefault(dst, value)
+        else:
+            out[dst] = value
     tags = md.get("tags")
     if isinstance(tags, list | tuple) and tags:
         out["litellm_tags"] = ",".join(str(t) for t in tags[:20])  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
