@@ -23,6 +23,7 @@ from faremeter.usage import Usage
 
 __all__ = [
     "ATTRIBUTE_NAME",
+    "ATTRIBUTION_KEYS",
     "AttributeValue",
     "SpanKind",
     "SpanRecord",
@@ -37,6 +38,23 @@ AttributeValue = str | int | float | bool
 
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 """Attribute names users may use: they end up as SQL identifiers and JSON keys."""
+
+ATTRIBUTION_KEYS: tuple[str, ...] = (
+    "user_id",
+    "team",
+    "workflow",
+    "feature",
+    "step",
+    "tenant",
+    "environment",
+    "agent",
+    "session_id",
+)
+"""Well-known attribution keys adapters copy from a framework's run metadata.
+
+Other metadata stays private unless the user lists it: run metadata often
+carries things (documents, ids of other systems) that do not belong in a ledger.
+"""
 
 _EMPTY: Mapping[str, AttributeValue] = MappingProxyType({})
 

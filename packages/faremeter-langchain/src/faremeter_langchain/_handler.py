@@ -23,24 +23,13 @@ from faremeter.context import activate, clean_attributes, deactivate
 from faremeter.cost import to_decimal
 from faremeter.estimate import estimate_usage
 from faremeter.normalize import parse_usage
-from faremeter.spans import validate_attribute_name
+from faremeter.spans import ATTRIBUTION_KEYS, validate_attribute_name
 
 __all__ = ["DEFAULT_METADATA_KEYS", "FaremeterCallbackHandler"]
 
 logger = logging.getLogger("faremeter")
 
-DEFAULT_METADATA_KEYS: tuple[str, ...] = (
-    "user_id",
-    "team",
-    "workflow",
-    "feature",
-    "step",
-    "tenant",
-    "environment",
-    "session_id",
-    "thread_id",
-    "agent",
-)
+DEFAULT_METADATA_KEYS: tuple[str, ...] = (*ATTRIBUTION_KEYS, "thread_id")
 """Run-metadata keys copied onto spans as attribution (``config={"metadata": ...}``)."""
 
 _MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name")

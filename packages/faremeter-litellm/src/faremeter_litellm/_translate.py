@@ -14,6 +14,7 @@ from typing import Any
 from faremeter.estimate import estimate_usage
 from faremeter.normalize import safe_parse_usage
 from faremeter.spans import ATTRIBUTE_NAME
+from faremeter.spans import ATTRIBUTION_KEYS as CORE_ATTRIBUTION_KEYS
 from faremeter.usage import Usage
 
 __all__ = [
@@ -27,18 +28,7 @@ __all__ = [
     "usage_of",
 ]
 
-ATTRIBUTION_KEYS = (
-    "user_id",
-    "team",
-    "team_id",
-    "workflow",
-    "feature",
-    "step",
-    "tenant",
-    "environment",
-    "session_id",
-    "agent",
-)
+ATTRIBUTION_KEYS = (*CORE_ATTRIBUTION_KEYS, "team_id")
 """``metadata`` keys copied onto spans as attribution (others stay private)."""
 
 _PROXY_KEYS = {
