@@ -1,6 +1,8 @@
 """Ledger benchmarks: hot path, sustained SQLite throughput, 1M-span queries, memory.
 
-Run: ``uv run python integration_tests/benchmarks/bench_ledger.py [--spans 1000000]``.
+Run: ``uv run python integration_tests/benchmarks/bench_ledger.py [--spans 1000000]
+[--parts hot,sustained,queries]`` (``queries`` needs ``sustained``: it reads
+the file that run wrote).
 Prints markdown tables (copied into BENCHMARKS.md). Nothing here asserts times.
 
 What is measured:
@@ -150,14 +152,21 @@ def best_of(fn: object, times: int = 3) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument(
+        "--parts", default="hot,sustained,queries", help="comma-separated subset to run"
+    )
     args = parser.parse_args()
     n: int = args.spans
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        hot = bench_hot_path(tmp)
-        print("| hot path (median per call) | ns |\n|---|---:|")
-        for name, v in hot:
-            print(f"| {name} | {v:,.0f} |")
+        if "hot" in parts:
+            hot = bench_hot_path(tmp)
+            print("| hot path (median per call) | ns |\n|---|---:|")
+            for name, v in hot:
+                print(f"| {name} | {v:,.0f} |")
+        if "sustained" not in parts:
+            return
 
         elapsed, marks, path, gen = bench_sustained(tmp, n)
         floor_n = min(n, 200_000)
@@ -174,6 +183,8 @@ def main() -> None:
         for count, mb in marks:
             print(f"| {count:,} | {mb:.1f} |")
 
+        if "queries" not in parts:
+            return
         led = Ledger.from_url(f"sqlite:///{path}")
         by_user = best_of(lambda: led.cost_by("user_id"))
         pct = best_of(lambda: led.percentiles(by="workflow"))

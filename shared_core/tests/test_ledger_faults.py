@@ -17,6 +17,7 @@ import pytest
 from faremeter.cost import Cost
 from faremeter.errors import ConfigError
 from faremeter.ledger import Ledger, MemoryStore, SQLiteStore
+from faremeter.ledger.schema import LATEST_VERSION
 from faremeter.spans import SpanKind, SpanRecord
 
 
@@ -207,7 +208,7 @@ def test_schema_is_versioned_and_newer_schema_refused(tmp_path: Path) -> None:
     assert led.flush(5)
     led.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM faremeter_schema").fetchall() == [(1,)]
+    assert conn.execute("SELECT version FROM faremeter_schema").fetchall() == [(LATEST_VERSION,)]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.execute("UPDATE faremeter_schema SET version = 99")
     conn.commit()
@@ -217,3 +218,36 @@ def test_schema_is_versioned_and_newer_schema_refused(tmp_path: Path) -> None:
     time.sleep(0.3)
     assert "newer than this faremeter" in (led.health().last_error or "")
     led.close(timeout=0.1)
+
+
+def test_version_1_ledger_migrates_forward_keeping_its_data(tmp_path: Path) -> None:
+    from faremeter.ledger.schema import MIGRATIONS
+
+    assert LATEST_VERSION >= 2 and 1 in MIGRATIONS
+    path = tmp_path / "v1.db"
+    ledger = Ledger.from_url(f"sqlite:///{path}")
+    ledger.record(_span_for_migration())
+    assert ledger.flush(10)
+    ledger.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE faremeter_schema SET version = 1")
+    conn.commit()
+    conn.close()
+    reopened = Ledger.from_url(f"sqlite:///{path}")
+    assert [s.span_id for s in reopened.spans()] == ["00000000000000aa"]
+    reopened.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM faremeter_schema").fetchall() == [(LATEST_VERSION,)]
+    conn.close()
+
+
+def _span_for_migration() -> SpanRecord:
+    return SpanRecord(
+        trace_id="a" * 32,
+        span_id="00000000000000aa",
+        name="x",
+        kind=SpanKind.LLM,
+        start_ns=1,
+        end_ns=2,
+        attributes={"user_id": "u1"},
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +26,7 @@ from faremeter.spans import SpanKind, SpanRecord, SpanStatus
 from faremeter.usage import Usage
 
 __all__ = [
+    "ONLY_PROMOTED",
     "PICO",
     "SPAN_COLUMNS",
     "TRACE_COLUMNS",
@@ -99,7 +100,9 @@ _PROMOTED_SET = frozenset(PROMOTED)
 
 def to_pico(amount: Decimal) -> int:
     """Dollars to integer picodollars, rounding half-even at 1e-12."""
-    return int(amount.scaleb(PICO).to_integral_value(rounding=ROUND_HALF_EVEN))
+    # round() of a Decimal is an int rounded half-even: one C call instead of
+    # to_integral_value(rounding=...) plus int().
+    return round(amount.scaleb(PICO))
 
 
 def from_pico(units: int | Decimal | None) -> Decimal:
@@ -122,8 +125,32 @@ def _finite(value: Any) -> Any:
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
+def _make_fast_encode() -> Any:
+    """The C JSON encoder, built once and called directly.
+
+    ``JSONEncoder.encode`` builds a new one on every call, which costs more
+    than encoding a few attributes.
+
+    Same output as :data:`_encode` for the flat dicts and lists of str, int,
+    float and bool stored here (no circular-reference check is needed for
+    those); ``None`` when this Python has no C encoder.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    default = json.JSONEncoder().default  # the usual "not JSON serializable" TypeError
+    return make(
+        None, default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+
+
+_c_encode = _make_fast_encode()
+
+
 def _dumps(value: Any) -> str:
     try:
+        if _c_encode is not None and type(value) in (dict, list):
+            return "".join(_c_encode(value, 0))
         return _encode(value)
     except ValueError:
         # NaN/inf are not JSON (PostgreSQL rejects them): store their text
@@ -157,55 +184,131 @@ def _usage_json(usage: Usage) -> str:
     )
 
 
+_MEMO_MAX = 4096
+"""Entries per encoding memo; a full memo is cleared (bounded memory)."""
+
+_cost_memo: dict[int, tuple[Cost, str, int | None]] = {}
+_usage_memo: dict[int, tuple[Usage, str]] = {}
+
+
+def _cost_fields(cost: Cost) -> tuple[str, int | None]:
+    """``(cost JSON, total picodollars)`` of ``cost``, memoised by identity.
+
+    ``Cost`` is frozen, so an object seen before (a shared zero cost, a tool
+    price reused for every call) encodes the same way; the memo holds the
+    object itself, so an ``id`` is never matched against a different, later
+    object. Lookups and stores are single dict operations (atomic under the
+    GIL), so concurrent encoders at worst compute an entry twice.
+    """
+    hit = _cost_memo.get(id(cost))
+    if hit is not None and hit[0] is cost:
+        return hit[1], hit[2]
+    total = cost.total
+    text = _cost_json(cost)
+    pico = None if total is None else to_pico(total)
+    if len(_cost_memo) >= _MEMO_MAX:
+        _cost_memo.clear()
+    _cost_memo[id(cost)] = (cost, text, pico)
+    return text, pico
+
+
+def _usage_text(usage: Usage) -> str:
+    """``Usage`` JSON, memoised by identity like :func:`_cost_fields`."""
+    hit = _usage_memo.get(id(usage))
+    if hit is not None and hit[0] is usage:
+        return hit[1]
+    text = _usage_json(usage)
+    if len(_usage_memo) >= _MEMO_MAX:
+        _usage_memo.clear()
+    _usage_memo[id(usage)] = (usage, text)
+    return text
+
+
+ONLY_PROMOTED = ""
+"""``attributes`` column value (schema version 2) meaning "exactly the non-NULL
+promoted columns, as text" — the common case, stored without a JSON copy.
+Such spans decode with their attributes in :data:`PROMOTED` order."""
+
+_NO_PROMOTED: tuple[None, ...] = (None,) * len(PROMOTED)
+_EMPTY_ATTRS: tuple[tuple[Any, ...], str, str | None] = (_NO_PROMOTED, "{}", None)
+
+
+_TEXT_OR_NONE = frozenset({str, type(None)})
+
+
+def _text(value: Any) -> str | None:
+    """:func:`attr_text` with the common cases (absent, already text) inlined."""
+    if value is None or type(value) is str:
+        return value
+    return attr_text(value)
+
+
+def _attr_fields(attrs: Mapping[str, Any]) -> tuple[tuple[Any, ...], str, str | None]:
+    """``(promoted column values, attributes JSON, custom text-attributes JSON)``.
+
+    No memo here: attribute mappings rarely repeat exactly (the step or span
+    name changes), and building a hashable key costs as much as encoding.
+    """
+    if not attrs:
+        return _EMPTY_ATTRS
+    promoted = tuple(map(attrs.get, PROMOTED))
+    text = _TEXT_OR_NONE.issuperset(map(type, promoted))
+    if not text:
+        promoted = tuple([_text(v) for v in promoted])
+    if len(attrs) == len(PROMOTED) - promoted.count(None):
+        # Only promoted keys: no custom map, and when they are all text the
+        # promoted columns hold the whole mapping (see ONLY_PROMOTED).
+        return promoted, ONLY_PROMOTED if text else _dumps(dict(attrs)), None
+    custom: dict[str, str] = {}
+    for key, value in attrs.items():
+        if key not in _PROMOTED_SET:
+            custom[key] = attr_text(value)
+    return promoted, _dumps(dict(attrs)), _dumps(custom) if custom else None
+
+
 def encode_span(span: SpanRecord) -> tuple[Any, ...]:
     """One span as a row in :data:`SPAN_COLUMNS` order.
+
+    This runs once per stored span on the writer thread, so the parts that
+    repeat across spans (a frozen ``Cost`` or ``Usage``
+    object) are memoised; see :func:`_cost_fields`.
 
     Raises:
         TypeError: For values that cannot be stored (the writer rejects the
             span, logs its id and keeps going).
         ValueError: Likewise.
     """
-    attrs = span.attributes
-    cost = span.cost
-    total = cost.total
+    cost_text, pico = _cost_fields(span.cost)
     usage = span.usage
-    promoted: list[str | None] = [None] * len(PROMOTED)
-    custom: dict[str, str] | None = None
-    if attrs:
-        for i, key in enumerate(PROMOTED):
-            value = attrs.get(key)
-            if value is not None:
-                promoted[i] = attr_text(value)
-        for key, value in attrs.items():
-            if key not in _PROMOTED_SET:
-                if custom is None:
-                    custom = {}
-                custom[key] = attr_text(value)
+    promoted, attributes, attrs_str = _attr_fields(span.attributes)
+    tags = span.tags
+    content = span.content
+    saved = span.saved
     return (
         span.span_id,
         span.trace_id,
         span.parent_span_id,
         span.name,
-        span.kind.value,
-        span.status.value,
+        str.__str__(span.kind),  # StrEnum: its value, without the Enum property
+        str.__str__(span.status),
         int(span.start_ns),
         int(span.end_ns),
         span.model,
         span.provider,
-        None if usage is None else _usage_json(usage),
+        None if usage is None else _usage_text(usage),
         None if usage is None else usage.input_tokens,
         None if usage is None else usage.output_tokens,
-        _cost_json(cost),
-        None if total is None else to_pico(total),
-        None if span.saved is None else str(span.saved),
+        cost_text,
+        pico,
+        None if saved is None else str(saved),
         span.price_version,
         *promoted,
-        _dumps(dict(attrs)) if attrs else "{}",
-        None if custom is None else _dumps(custom),
-        _dumps(list(span.tags)) if span.tags else None,
+        attributes,
+        attrs_str,
+        _dumps(list(tags)) if tags else None,
         span.error,
         span.error_class,
-        None if span.content is None else json.dumps(span.content, default=str),
+        None if content is None else json.dumps(content, default=str),
     )
 
 
@@ -232,7 +335,13 @@ def decode_span(row: Sequence[Any]) -> SpanRecord:
         *rest,
     ) = row
     attributes, _attrs_str, tags, error, error_class, content = rest[len(PROMOTED) :]
-    attrs: dict[str, Any] = json.loads(attributes) if attributes and attributes != "{}" else {}
+    attrs: dict[str, Any]
+    if attributes == ONLY_PROMOTED:
+        attrs = {k: v for k, v in zip(PROMOTED, rest, strict=False) if v is not None}
+    elif attributes and attributes != "{}":
+        attrs = json.loads(attributes)
+    else:
+        attrs = {}
     return SpanRecord(
         trace_id=trace_id,
         span_id=span_id,

@@ -143,7 +143,33 @@ def _v1(d: Dialect, n: Names) -> list[str]:
     return stmts
 
 
-MIGRATIONS: dict[int, Callable[[Dialect, Names], list[str]]] = {1: _v1}
+KEPT_ATTR_INDEXES: tuple[str, ...] = ("user_id",)
+"""Promoted attributes whose span index survives version 2."""
+
+
+def _v2(d: Dialect, n: Names) -> list[str]:
+    """Drop the per-attribute span indexes except ``user_id``'s.
+
+    Every insert paid for eight of them (a third of the write cost). Grouping
+    by an attribute scans all spans anyway; the index only pays off for the
+    biggest grouping, per-user spend on a large ledger (``cost_by("user_id")``
+    on 1M spans: ~0.5 s through the index, ~1 s sorting without it), so that
+    one stays. Per-trace queries read the rollup table, whose
+    ``(workflow, total_pico)`` index stays too.
+    """
+    del d
+    return [
+        f"DROP INDEX IF EXISTS {_qualified(n, f'{n.prefix}spans_{c}')}"
+        for c in PROMOTED
+        if c not in KEPT_ATTR_INDEXES
+    ]
+
+
+def _qualified(n: Names, index: str) -> str:
+    return f'"{n.schema}"."{index}"' if n.schema else f'"{index}"'
+
+
+MIGRATIONS: dict[int, Callable[[Dialect, Names], list[str]]] = {1: _v1, 2: _v2}
 """Version → statements that bring the previous version to it."""
 
 LATEST_VERSION = max(MIGRATIONS)

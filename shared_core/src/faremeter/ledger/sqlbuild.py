@@ -47,6 +47,34 @@ class Sql:
             " ON CONFLICT (span_id) DO NOTHING"
         )
         self.upsert_trace = self._upsert_trace()
+        self._inserts: dict[tuple[int, ...], str] = {}
+
+    def insert_span_columns(self, keep: tuple[int, ...], rows: int = 1) -> str:
+        """:attr:`insert_span` for ``rows`` rows, naming only the columns at ``keep``.
+
+        ``keep`` holds :data:`SPAN_COLUMNS` indexes; ``rows`` > 1 gives a
+        multi-row ``VALUES``. Columns left out are stored as NULL, so a batch whose rows are all
+        NULL in a column need not bind that column row by row.
+        """
+        key = (*keep, -rows)
+        sql = self._inserts.get(key)
+        if sql is None:
+            ph = self.d.ph
+            cols = ", ".join(SPAN_COLUMNS[i] for i in keep)
+            one = f"({', '.join([ph] * len(keep))})"
+            sql = (
+                f"INSERT INTO {self.n.spans} ({cols}) VALUES {', '.join([one] * rows)}"
+                " ON CONFLICT (span_id) DO NOTHING"
+            )
+            if len(self._inserts) < 256:
+                self._inserts[key] = sql
+        return sql
+
+    def upsert_trace_rows(self, rows: int) -> str:
+        """:attr:`upsert_trace` for ``rows`` rows per statement (distinct trace ids)."""
+        one = f"({', '.join([self.d.ph] * len(TRACE_COLUMNS))})"
+        head, tail = self.upsert_trace.split(f" VALUES {one}", 1)
+        return f"{head} VALUES {', '.join([one] * rows)}{tail}"
 
     # -- writes ------------------------------------------------------------
 

@@ -14,13 +14,14 @@ last commits. Pass ``synchronous="FULL"`` for that too, at a throughput cost.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from faremeter.ledger.codec import decode_span, encode_span, rollup
+from faremeter.ledger.codec import TRACE_COLUMNS, decode_span, encode_span, rollup
 from faremeter.ledger.filters import AttrRef, QueryFilter
 from faremeter.ledger.results import CostRow, CostSplit, PercentileRow, TimeBucket, TopTrace
 from faremeter.ledger.schema import (
@@ -40,6 +41,10 @@ _ORPHANS: list[object] = []
 """Connections inherited over fork: kept referenced so they are never closed in the child."""
 
 _CHUNK = 500  # ids per "IN (...)" lookup, well under any SQLite variable limit
+_PAGE_SIZE = 16_384  # bytes per page of a new database file (SQLite's default: 4,096)
+_WAL_CHECKPOINT_BYTES = 40 << 20  # WAL written between automatic checkpoints (default ~4 MB)
+_WAL_LIMIT_BYTES = 64 << 20  # WAL file size kept after a checkpoint
+_ROWS_PER_STMT = 50  # rows per multi-row INSERT (bounded by the variable limit too)
 
 
 class SchemaVersionError(RuntimeError):
@@ -78,6 +83,8 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._migrated = False
+        self._upserts: dict[int, str] = {}
+        self._max_vars = 999  # SQLite's historical default; raised from the connection
 
     # -- connections -------------------------------------------------------
 
@@ -89,13 +96,16 @@ class SQLiteStore:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            # The default 2 MB page cache thrashes once a dozen indexes outgrow
-            # it; 64 MB per connection plus mmap'd reads keep 1M-span ledgers fast.
-            conn.execute("PRAGMA cache_size = -65536")
             conn.execute("PRAGMA mmap_size = 1073741824")
+            self._max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             if not self._migrated:
                 self._migrate(conn)
                 self._migrated = True
+            # The default 2 MB page cache thrashes once the indexes outgrow it;
+            # 64 MB per connection plus mmap'd reads keep 1M-span ledgers fast.
+            # Set after _migrate: SQLite turns the size into a page count with
+            # the page size of that moment, and a new file's changes there.
+            conn.execute("PRAGMA cache_size = -65536")
         except BaseException:
             conn.close()
             raise
@@ -108,6 +118,11 @@ class SQLiteStore:
             return
         if version is not None and version > LATEST_VERSION:
             raise SchemaVersionError(newer_schema_message(version, str(self.path)))
+        if version is None:
+            # A new file: 16 KiB pages (before WAL, which fixes the size)
+            # need a quarter of the page writes and syscalls per span of
+            # 4 KiB ones. A no-op on a file another process already created.
+            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -157,23 +172,26 @@ class SQLiteStore:
             if span.span_id not in rows:
                 rows[span.span_id] = encode_span(span)
         if self._writer is None:
-            self._writer = self._connect()
+            self._writer = self._open_writer()
         conn = self._writer
-        spans_table = self.names.spans
+        new = list(rows.values())
         conn.execute("BEGIN IMMEDIATE")
         try:
-            ids = list(rows)
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for (existing,) in conn.execute(
-                    f"SELECT span_id FROM {spans_table} WHERE span_id IN ({marks})", chunk
-                ):
-                    del rows[existing]
-            new = list(rows.values())
+            # Optimistic: insert everything (ON CONFLICT DO NOTHING). If every
+            # row went in, all are new and the rollup takes them all. If not
+            # (a retried batch, another process wrote some), undo and insert
+            # only the rows whose ids are not stored yet, so the rollup never
+            # counts a span twice.
+            before = conn.total_changes
+            self._insert(conn, new)
+            if conn.total_changes - before != len(new):
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                new = self._unstored(conn, rows)
+                if new:
+                    self._insert(conn, new)
             if new:
-                conn.executemany(self.sql.insert_span, new)
-                conn.executemany(self.sql.upsert_trace, [d.row() for d in rollup(new)])
+                self._upsert(conn, [d.row() for d in rollup(new)])
             conn.execute("COMMIT")
         except BaseException:
             try:
@@ -182,6 +200,82 @@ class SQLiteStore:
                 self._drop_writer()
             raise
         return len(new)
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        # Checkpoint every ~40 MB of WAL instead of every 1,000 pages: hot
+        # index and rollup pages are copied back once per checkpoint rather
+        # than many times; the WAL file is cut back to 64 MB after one.
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA wal_autocheckpoint = {max(1000, _WAL_CHECKPOINT_BYTES // page)}")
+        conn.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT_BYTES}")
+        return conn
+
+    def _unstored(
+        self, conn: sqlite3.Connection, rows: dict[str, tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """The rows whose span ids are not in the table yet."""
+        rows = dict(rows)
+        ids = list(rows)
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for (existing,) in conn.execute(
+                f"SELECT span_id FROM {self.names.spans} WHERE span_id IN ({marks})", chunk
+            ):
+                del rows[existing]
+        return list(rows.values())
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert a batch of new span rows, leaving out all-NULL columns.
+
+        Most spans leave a dozen of the 30 columns NULL (no error, no tags,
+        unused attribute columns); binding a NULL is the slowest bind in
+        ``sqlite3`` (it goes through the adapter lookup), so columns NULL in
+        every row of the batch are left to their NULL default instead. The
+        transposition and the per-column test run in C.
+        """
+        columns = list(zip(*rows, strict=True))
+        n = len(rows)
+        keep = tuple(i for i, col in enumerate(columns) if col.count(None) != n)
+        if len(keep) < len(columns):
+            rows = list(zip(*[columns[i] for i in keep], strict=True))
+        self._many(conn, rows, len(keep), lambda k: self.sql.insert_span_columns(keep, k))
+
+    def _upsert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        self._many(conn, rows, len(TRACE_COLUMNS), self._upsert_sql)
+
+    def _upsert_sql(self, k: int) -> str:
+        sql = self._upserts.get(k)
+        if sql is None:
+            sql = self._upserts[k] = self.sql.upsert_trace_rows(k)
+        return sql
+
+    def _many(
+        self,
+        conn: sqlite3.Connection,
+        rows: list[tuple[Any, ...]],
+        width: int,
+        sql_for: Callable[[int], str],
+    ) -> None:
+        """``executemany`` with up to :data:`_ROWS_PER_STMT` rows per statement.
+
+        ``executemany`` steps once per row and releases the GIL around every
+        step; each re-acquisition can wait out a busy application thread's
+        whole switch interval (5 ms). Multi-row ``VALUES`` makes that one
+        step (and one wait) per :data:`_ROWS_PER_STMT` rows, so SQLite's work
+        overlaps the application's instead of queueing behind it. The tail
+        (fewer rows than a full statement) uses the one-row statement.
+        """
+        per = max(1, min(_ROWS_PER_STMT, self._max_vars // max(width, 1)))
+        full = len(rows) - len(rows) % per if per > 1 else 0
+        if full:
+            sql = sql_for(per)
+            chain = itertools.chain.from_iterable
+            for i in range(0, full, per):
+                conn.execute(sql, tuple(chain(rows[i : i + per])))
+        if full < len(rows):
+            conn.executemany(sql_for(1), rows[full:])
 
     def _drop_writer(self) -> None:
         conn, self._writer = self._writer, None
