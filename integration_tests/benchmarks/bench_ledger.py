@@ -174,11 +174,12 @@ def main() -> None:
         print(f"\n| sustained into SQLite ({n:,} spans) | spans/s |\n|---|---:|")
         print(f"| faremeter: record() → flush() done (incl. building spans) | {n / elapsed:,.0f} |")
         print(
-            f"| faremeter, excluding span construction ({gen:.1f}s)"
-            f" | {n / (elapsed - gen):,.0f} |"
+            f"| faremeter, excluding span construction ({gen:.1f}s) | {n / (elapsed - gen):,.0f} |"
         )
-        print(f"| floor: plain `sqlite3.executemany`, pre-encoded rows, no indexes/rollup "
-              f"({floor_n:,}) | {floor_n / floor:,.0f} |")
+        print(
+            f"| floor: plain `sqlite3.executemany`, pre-encoded rows, no indexes/rollup "
+            f"({floor_n:,}) | {floor_n / floor:,.0f} |"
+        )
         print("\n| spans recorded | RSS (MB) |\n|---:|---:|")
         for count, mb in marks:
             print(f"| {count:,} | {mb:.1f} |")
@@ -196,10 +197,10 @@ def main() -> None:
         size = path.stat().st_size / 2**20
         print(f"\n| query on {n:,} spans / {n // 10:,} traces in SQLite ({size:.0f} MB) | s |")
         print("|---|---:|")
-        print(f"| `cost_by(\"user_id\")` (1,000 users) | {by_user:.3f} |")
-        print(f"| `percentiles(by=\"workflow\")` (20 workflows, p50/p90/p99) | {pct:.3f} |")
+        print(f'| `cost_by("user_id")` (1,000 users) | {by_user:.3f} |')
+        print(f'| `percentiles(by="workflow")` (20 workflows, p50/p90/p99) | {pct:.3f} |')
         print(f"| `top_traces(10)` | {top:.3f} |")
-        print(f"| `time_series(\"hour\")` | {day:.3f} |")
+        print(f'| `time_series("hour")` | {day:.3f} |')
 
 
 if __name__ == "__main__":

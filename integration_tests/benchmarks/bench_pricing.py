@@ -26,11 +26,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at i
 
 import genai_prices
 import litellm
-from faremeter.pricing import PriceCatalog
-from faremeter.usage import Usage
 from genai_prices import types as gp_types
 from litellm.types.utils import PromptTokensDetailsWrapper
 from litellm.types.utils import Usage as LiteLLMUsage
+
+from faremeter.pricing import PriceCatalog
+from faremeter.usage import Usage
 
 # (label, faremeter name, litellm name, genai-prices model, genai-prices provider)
 MODELS = [

@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+
 from faremeter.cost import Cost
 from faremeter.errors import UnknownModelError
 from faremeter.pricing import OVERRIDE_VERSION, ModelPrice, PriceCatalog, PriceTier, ToolPrice

@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from faremeter.config import FaremeterConfig, load_config
 from faremeter.errors import ConfigError
 from faremeter.pricing import PriceCatalog

@@ -37,8 +37,15 @@ def mk(i: int, trace: int = 0, parent: int | None = None) -> SpanRecord:
 
 @pytest.mark.parametrize(
     "url",
-    ["", "mysql://x", "sqlite://relative.db", "sqlite:///", "sqlite:///:memory:",
-     "sqlite:///a.db?bogus=1", "redis://localhost"],
+    [
+        "",
+        "mysql://x",
+        "sqlite://relative.db",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite:///a.db?bogus=1",
+        "redis://localhost",
+    ],
 )
 def test_bad_url_is_a_config_error_naming_forms(url: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -132,8 +139,7 @@ def test_flush_false_while_down_and_record_after_close_is_counted() -> None:
 
 def test_malformed_span_is_rejected_alone(tmp_path: Path) -> None:
     led = Ledger.from_url(f"sqlite:///{tmp_path}/l.db")
-    bad = SpanRecord(**{**{f: getattr(mk(2), f) for f in mk(2).__slots__},
-                        "start_ns": "soon"})  # type: ignore[arg-type]
+    bad = SpanRecord(**{**{f: getattr(mk(2), f) for f in mk(2).__slots__}, "start_ns": "soon"})  # type: ignore[arg-type]
     for s in (mk(1), bad, mk(3)):
         led.record(s)
     assert led.flush(5)

@@ -104,28 +104,116 @@ def dataset() -> list[SpanRecord]:
     u = Usage(input_tokens=1000, output_tokens=100)
     spans = [
         # trace a: research by u1, $0.30 total
-        span("a", "a1", None, name="research", kind=SpanKind.AGENT, user_id="u1",
-             workflow="research", team="t1"),
-        span("a", "a2", "a1", cost=llm("0.1"), usage=u, user_id="u1", workflow="research",
-             step="plan", team="t1", priority=1),
-        span("a", "a3", "a1", name="web_search", kind=SpanKind.TOOL, cost=Cost.of_tool("0.005"),
-             user_id="u1", workflow="research", step="search", team="t1"),
-        span("a", "a4", "a2", cost=llm("0.195"), usage=u, user_id="u1", workflow="research",
-             step="plan", team="t1", priority=2),
+        span(
+            "a",
+            "a1",
+            None,
+            name="research",
+            kind=SpanKind.AGENT,
+            user_id="u1",
+            workflow="research",
+            team="t1",
+        ),
+        span(
+            "a",
+            "a2",
+            "a1",
+            cost=llm("0.1"),
+            usage=u,
+            user_id="u1",
+            workflow="research",
+            step="plan",
+            team="t1",
+            priority=1,
+        ),
+        span(
+            "a",
+            "a3",
+            "a1",
+            name="web_search",
+            kind=SpanKind.TOOL,
+            cost=Cost.of_tool("0.005"),
+            user_id="u1",
+            workflow="research",
+            step="search",
+            team="t1",
+        ),
+        span(
+            "a",
+            "a4",
+            "a2",
+            cost=llm("0.195"),
+            usage=u,
+            user_id="u1",
+            workflow="research",
+            step="plan",
+            team="t1",
+            priority=2,
+        ),
         # trace b: research by u2, $0.05, one unpriced
-        span("b", "b1", None, name="research", kind=SpanKind.AGENT, user_id="u2",
-             workflow="research", at=T0 + timedelta(hours=1)),
-        span("b", "b2", "b1", cost=llm("0.05"), usage=u, user_id="u2", workflow="research",
-             step="plan", at=T0 + timedelta(hours=1)),
-        span("b", "b3", "b1", cost=Cost.unpriced("unknown model x"), user_id="u2",
-             workflow="research", step="plan", at=T0 + timedelta(hours=1)),
+        span(
+            "b",
+            "b1",
+            None,
+            name="research",
+            kind=SpanKind.AGENT,
+            user_id="u2",
+            workflow="research",
+            at=T0 + timedelta(hours=1),
+        ),
+        span(
+            "b",
+            "b2",
+            "b1",
+            cost=llm("0.05"),
+            usage=u,
+            user_id="u2",
+            workflow="research",
+            step="plan",
+            at=T0 + timedelta(hours=1),
+        ),
+        span(
+            "b",
+            "b3",
+            "b1",
+            cost=Cost.unpriced("unknown model x"),
+            user_id="u2",
+            workflow="research",
+            step="plan",
+            at=T0 + timedelta(hours=1),
+        ),
         # trace c: support by u3 the next day, $1.00
-        span("c", "c1", None, name="support", kind=SpanKind.CHAIN, user_id="u3",
-             workflow="support", flag=True, at=T0 + timedelta(days=1)),
-        span("c", "c2", "c1", cost=llm("0.99"), user_id="u3", workflow="support",
-             at=T0 + timedelta(days=1)),
-        span("c", "c3", "c1", name="read_page", kind=SpanKind.TOOL, cost=Cost.of_tool("0.01"),
-             user_id="u3", workflow="support", at=T0 + timedelta(days=1)),
+        span(
+            "c",
+            "c1",
+            None,
+            name="support",
+            kind=SpanKind.CHAIN,
+            user_id="u3",
+            workflow="support",
+            flag=True,
+            at=T0 + timedelta(days=1),
+        ),
+        span(
+            "c",
+            "c2",
+            "c1",
+            cost=llm("0.99"),
+            user_id="u3",
+            workflow="support",
+            at=T0 + timedelta(days=1),
+        ),
+        span(
+            "c",
+            "c3",
+            "c1",
+            name="read_page",
+            kind=SpanKind.TOOL,
+            cost=Cost.of_tool("0.01"),
+            user_id="u3",
+            workflow="support",
+            at=T0 + timedelta(days=1),
+        ),
     ]
     return spans
 
@@ -150,12 +238,24 @@ def test_spans_round_trip_every_field(ledger: Ledger) -> None:
         end_ns=1_700_000_001_987_654_321,
         model="gpt-4o-2024-08-06",
         provider="openai",
-        usage=Usage(input_tokens=120, output_tokens=30, cache_read_tokens=20,
-                    cache_write_tokens=10, cache_write_1h_tokens=5, reasoning_tokens=7,
-                    source="estimated"),
-        cost=Cost(input=Decimal("0.000225"), cache_read=Decimal("0.0000125"),
-                  cache_write=Decimal("0.00001875"), output=Decimal("0.00023"),
-                  reasoning=Decimal("0.00007"), tool=Decimal(0), model="gpt-4o"),
+        usage=Usage(
+            input_tokens=120,
+            output_tokens=30,
+            cache_read_tokens=20,
+            cache_write_tokens=10,
+            cache_write_1h_tokens=5,
+            reasoning_tokens=7,
+            source="estimated",
+        ),
+        cost=Cost(
+            input=Decimal("0.000225"),
+            cache_read=Decimal("0.0000125"),
+            cache_write=Decimal("0.00001875"),
+            output=Decimal("0.00023"),
+            reasoning=Decimal("0.00007"),
+            tool=Decimal(0),
+            model="gpt-4o",
+        ),
         saved=Decimal("0.0012345678901234"),
         price_version="2025-01-01",
         attributes={"user_id": "u", "n": 3, "ratio": 0.25, "ok": True, "x.y-z": "q"},
@@ -165,8 +265,12 @@ def test_spans_round_trip_every_field(ledger: Ledger) -> None:
         content=None,
     )
     unpriced = SpanRecord(
-        trace_id="f" * 32, span_id="c" * 16, name="x", kind=SpanKind.TOOL,
-        start_ns=1_700_000_002_000_000_000, end_ns=1_700_000_002_000_000_001,
+        trace_id="f" * 32,
+        span_id="c" * 16,
+        name="x",
+        kind=SpanKind.TOOL,
+        start_ns=1_700_000_002_000_000_000,
+        end_ns=1_700_000_002_000_000_001,
         cost=Cost.unpriced("no price for tool x"),
     )
     ledger.record(rich)
@@ -204,11 +308,18 @@ def test_cost_by_fields_and_custom_attributes(ledger: Ledger) -> None:
         ("web_search", Decimal("0.005")),
     ]
     kinds = {r.key: r.cost for r in ledger.cost_by("kind")}
-    assert kinds == {"llm": Decimal("1.335"), "tool": Decimal("0.015"),
-                     "agent": Decimal(0), "chain": Decimal(0)}
+    assert kinds == {
+        "llm": Decimal("1.335"),
+        "tool": Decimal("0.015"),
+        "agent": Decimal(0),
+        "chain": Decimal(0),
+    }
     custom = {r.key: (r.cost, r.spans) for r in ledger.cost_by("priority")}
-    assert custom == {"2": (Decimal("0.195"), 1), "1": (Decimal("0.1"), 1),
-                      None: (Decimal("1.055"), 8)}
+    assert custom == {
+        "2": (Decimal("0.195"), 1),
+        "1": (Decimal("0.1"), 1),
+        None: (Decimal("1.055"), 8),
+    }
     flags = {r.key: r.spans for r in ledger.cost_by("flag")}
     assert flags == {"true": 1, None: 9}
     assert {r.key for r in ledger.cost_by("model")} == {"gpt-4o", None}
@@ -245,7 +356,11 @@ def test_step_breakdown_and_split(ledger: Ledger) -> None:
     ]
     split = ledger.cost_split()
     assert (split.llm, split.tool, split.other, split.total) == (
-        Decimal("1.335"), Decimal("0.015"), Decimal(0), Decimal("1.35"))
+        Decimal("1.335"),
+        Decimal("0.015"),
+        Decimal(0),
+        Decimal("1.35"),
+    )
     assert (split.spans, split.unpriced) == (10, 1)
 
 
@@ -258,9 +373,7 @@ def test_percentiles_group_by_root_attribute(ledger: Ledger) -> None:
     assert research.p50 == Decimal("0.05") and research.p90 == Decimal("0.3")
     assert research.max == Decimal("0.3") and research.total == Decimal("0.35")
     assert rows[1].p99 == Decimal("1.00")
-    by_user = ledger.percentiles(
-        by="user_id", quantiles=(0.0, 1.0), where={"workflow": "research"}
-    )
+    by_user = ledger.percentiles(by="user_id", quantiles=(0.0, 1.0), where={"workflow": "research"})
     assert [(r.key, r.quantiles[0.0]) for r in by_user] == [
         ("u1", Decimal("0.3")),
         ("u2", Decimal("0.05")),
@@ -274,8 +387,12 @@ def test_percentiles_nearest_rank_on_many_traces(ledger: Ledger) -> None:
         ledger.record(span(f"t{i:03d}", f"s{i:03d}", None, cost=llm(f"{i}.00"), workflow="w"))
     assert ledger.flush(10)
     (row,) = ledger.percentiles(quantiles=(0.5, 0.9, 0.99, 0.29))
-    assert row.quantiles == {0.5: Decimal(50), 0.9: Decimal(90), 0.99: Decimal(99),
-                             0.29: Decimal(29)}
+    assert row.quantiles == {
+        0.5: Decimal(50),
+        0.9: Decimal(90),
+        0.99: Decimal(99),
+        0.29: Decimal(29),
+    }
     assert row.max == Decimal(100) and row.traces == 100
 
 
@@ -320,8 +437,11 @@ def test_rollup_converges_across_batches_and_rewrites(ledger: Ledger) -> None:
     assert ledger.flush(10)
     assert len(ledger.spans()) == len(spans)
     top = {t.trace_id[0]: (t.cost, t.spans, t.root_name) for t in ledger.top_traces(10)}
-    assert top == {"c": (Decimal("1.00"), 3, "support"), "a": (Decimal("0.3"), 4, "research"),
-                   "b": (Decimal("0.05"), 3, "research")}
+    assert top == {
+        "c": (Decimal("1.00"), 3, "support"),
+        "a": (Decimal("0.3"), 4, "research"),
+        "b": (Decimal("0.05"), 3, "research"),
+    }
 
 
 def test_attribute_names_are_validated_never_interpolated(ledger: Ledger) -> None:
@@ -339,8 +459,11 @@ def test_attribute_names_are_validated_never_interpolated(ledger: Ledger) -> Non
 def test_exact_sums_of_many_small_costs(ledger: Ledger) -> None:
     amount = Decimal("0.0000025")
     for i in range(3000):
-        ledger.record(span("m", f"{i:016x}", None if i == 0 else "0" * 16,
-                           cost=Cost(input=amount), user_id="u"))
+        ledger.record(
+            span(
+                "m", f"{i:016x}", None if i == 0 else "0" * 16, cost=Cost(input=amount), user_id="u"
+            )
+        )
     assert ledger.flush(10)
     (row,) = ledger.cost_by("user_id")
     assert row.cost == amount * 3000 == Decimal("0.0075")

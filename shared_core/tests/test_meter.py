@@ -266,3 +266,21 @@ def test_llm_span_without_usage_is_unpriced_unless_it_failed(meter: Meter) -> No
     assert ok is not None and ok.cost.total is None
     assert ok.cost.unpriced_reason == "no usage reported"
     assert failed is not None and failed.cost.total == 0
+
+
+def test_build_record_matches_the_constructor() -> None:
+    from dataclasses import astuple, fields
+
+    from faremeter.spans import SpanRecord, build_record
+
+    ref = SpanRecord(
+        trace_id="a" * 32, span_id="b" * 16, parent_span_id="c" * 16, name="n",
+        kind=SpanKind.LLM, status=SpanStatus.ERROR, start_ns=1, end_ns=2, model="m",
+        provider="p", usage=Usage(input_tokens=3), cost=Cost.of_tool("1"),
+        saved=Decimal("0.5"), price_version="v", attributes={"user_id": "u"}, tags=("t",),
+        error="E: x", error_class="timeout", content={"prompt": "p"},
+    )  # fmt: skip
+    fast = build_record(*(getattr(ref, f.name) for f in fields(SpanRecord)))
+    assert fast == ref and astuple(fast) == astuple(ref)
+    with pytest.raises(AttributeError):
+        fast.name = "changed"  # type: ignore[misc]

@@ -27,9 +27,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 litellm = pytest.importorskip("litellm")
 
-from faremeter.pricing import PriceCatalog  # noqa: E402
-from faremeter.pricing.snapshot import load_snapshot  # noqa: E402
-from faremeter.usage import Usage  # noqa: E402
 from litellm._internal_context import pinned_billing_time  # noqa: E402
 from litellm.types.utils import (  # noqa: E402
     CacheCreationTokenDetails,
@@ -37,6 +34,10 @@ from litellm.types.utils import (  # noqa: E402
     PromptTokensDetailsWrapper,
 )
 from litellm.types.utils import Usage as LiteLLMUsage  # noqa: E402
+
+from faremeter.pricing import PriceCatalog  # noqa: E402
+from faremeter.pricing.snapshot import load_snapshot  # noqa: E402
+from faremeter.usage import Usage  # noqa: E402
 
 TOLERANCE = Decimal("1e-12")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from faremeter.cost import Cost
 from faremeter.errors import InvalidUsageError
 from faremeter.pricing import ModelPrice, PriceCatalog, ToolPrice
 from faremeter.usage import MAX_TOKENS_PER_CALL, Usage
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,14 @@ from faremeter.context import (
 from faremeter.cost import Cost, to_decimal
 from faremeter.errors import ConfigError, UnknownModelError
 from faremeter.open_span import OpenSpan, TraceState
-from faremeter.spans import SpanKind, SpanRecord, SpanStatus, new_span_id, new_trace_id
+from faremeter.spans import (
+    SpanKind,
+    SpanRecord,
+    SpanStatus,
+    build_record,
+    new_span_id,
+    new_trace_id,
+)
 from faremeter.tree import TraceTree
 from faremeter.usage import Usage
 
@@ -402,26 +409,27 @@ class Meter:
                 cost = self._default_cost(span, status, usage, model)
             if attributes:
                 span.attributes.update(clean_attributes(attributes))
-            record = SpanRecord(
-                trace_id=span.trace.trace_id,
-                span_id=span.span_id,
-                parent_span_id=span.parent_span_id,
-                name=span.name,
-                kind=span.kind,
-                status=status,
-                start_ns=span.start_ns,
-                end_ns=self.clock() if end_ns is None else end_ns,
-                model=model,
-                provider=provider or span.provider,
-                usage=usage,
-                cost=cost,
-                saved=saved,
-                price_version=self._price_version(cost),
-                attributes=span.attributes,
-                tags=span.tags,
-                error=_describe_error(error),
-                error_class=error_class,
-                content=content if self.store_content else None,
+            # Positional, in SpanRecord's field order (see build_record).
+            record = build_record(
+                span.trace.trace_id,
+                span.span_id,
+                span.parent_span_id,
+                span.name,
+                span.kind,
+                status,
+                span.start_ns,
+                self.clock() if end_ns is None else end_ns,
+                model,
+                provider or span.provider,
+                usage,
+                cost,
+                saved,
+                self._price_version(cost),
+                span.attributes,
+                span.tags,
+                _describe_error(error),
+                error_class,
+                content if self.store_content else None,
             )
             span.trace.add(record)
             self.ledger.record(record)

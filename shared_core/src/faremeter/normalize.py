@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from faremeter.errors import InvalidUsageError
 from faremeter.usage import Usage, UsageSource
@@ -21,13 +21,16 @@ __all__ = ["parse_usage", "safe_parse_usage"]
 
 logger = logging.getLogger("faremeter")
 
+_FLAT_KEYS = frozenset(
+    ("input_tokens", "output_tokens", "total_tokens", "prompt_tokens", "completion_tokens")
+)
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
 def _as_mapping(payload: Any) -> Mapping[str, Any] | None:
     if payload is None or type(payload) is dict:  # the common cases, without ABC checks
-        return payload  # pyright: ignore[reportUnknownVariableType]
+        return cast("Mapping[str, Any] | None", payload)
     if isinstance(payload, Mapping):
         return payload  # pyright: ignore[reportUnknownVariableType]
     dump = getattr(payload, "model_dump", None)
@@ -109,6 +112,14 @@ def parse_usage(payload: Any, *, source: UsageSource = "reported") -> Usage | No
     data = _as_mapping(payload)
     if data is None:
         return None
+    if data.__class__ is dict and data.keys() <= _FLAT_KEYS:
+        # Only totals (LangChain usage_metadata without details, plain OpenAI):
+        # the most common payload, so skip probing for every other shape.
+        i = data.get("input_tokens", data.get("prompt_tokens"))
+        o = data.get("output_tokens", data.get("completion_tokens"))
+        if type(i) is int and type(o) is int:
+            return Usage(input_tokens=i, output_tokens=o, source=source)
+
     for wrapper in ("usage", "usage_metadata", "usageMetadata", "token_usage"):
         inner = _as_mapping(data.get(wrapper))
         if inner is not None:

@@ -165,3 +165,23 @@ class SpanRecord:
     def end_time(self) -> datetime:
         """End as an aware UTC datetime."""
         return datetime.fromtimestamp(self.end_ns / 1e9, tz=UTC)
+
+
+_FIELD_SETTERS = tuple(
+    SpanRecord.__dict__[name].__set__  # slot descriptors of the frozen dataclass
+    for name in SpanRecord.__dataclass_fields__
+)
+
+
+def build_record(*values: Any) -> SpanRecord:
+    """Build a record from every field's value, in declaration order.
+
+    The recording hot path's constructor: a frozen dataclass ``__init__``
+    routes each of the 19 fields through ``object.__setattr__``, which is half
+    the cost of recording a span. Filling the slots directly gives the same
+    object (tested against the constructor) in half the time.
+    """
+    record = object.__new__(SpanRecord)
+    for setter, value in zip(_FIELD_SETTERS, values, strict=True):
+        setter(record, value)
+    return record

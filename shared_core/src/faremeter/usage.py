@@ -25,6 +25,7 @@ The largest context windows are ~10M tokens; two orders of magnitude of head
 room catches overflowed or garbage counters without rejecting anything real.
 """
 
+_SOURCES = frozenset(("reported", "estimated", "mixed"))
 _FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -69,6 +70,37 @@ class Usage:
     source: UsageSource = "reported"
 
     def __post_init__(self) -> None:
+        # Fast path: this runs on every recorded call, and nearly every Usage is
+        # valid. The explicit checks below name exactly what is wrong otherwise.
+        i, o = self.input_tokens, self.output_tokens
+        cr, cw, cw1 = self.cache_read_tokens, self.cache_write_tokens, self.cache_write_1h_tokens
+        r, ai, ao, ii = (
+            self.reasoning_tokens,
+            self.audio_input_tokens,
+            self.audio_output_tokens,
+            self.image_input_tokens,
+        )
+        if (
+            type(i) is int
+            and type(o) is int
+            and type(cr) is int
+            and type(cw) is int
+            and type(cw1) is int
+            and type(r) is int
+            and type(ai) is int
+            and type(ao) is int
+            and type(ii) is int
+            and 0 <= cr + cw <= i <= MAX_TOKENS_PER_CALL
+            and 0 <= r + ao <= o <= MAX_TOKENS_PER_CALL
+            and 0 <= cw1 <= cw
+            and min(cr, cw, r, ai, ao, ii) >= 0
+            and ai + ii <= i
+            and self.source in _SOURCES
+        ):
+            return
+        self._reject()
+
+    def _reject(self) -> None:
         for name in _FIELDS:
             value = getattr(self, name)
             if type(value) is not int:

@@ -137,9 +137,7 @@ def _v1(d: Dialect, n: Names) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {p}traces_started ON {n.traces} (started_ns)",
         f"CREATE INDEX IF NOT EXISTS {p}traces_workflow ON {n.traces} (workflow, total_pico)",
     ]
-    stmts += [
-        f"CREATE INDEX IF NOT EXISTS {p}spans_{c} ON {n.spans} ({c})" for c in PROMOTED
-    ]
+    stmts += [f"CREATE INDEX IF NOT EXISTS {p}spans_{c} ON {n.spans} ({c})" for c in PROMOTED]
     return stmts
 
 

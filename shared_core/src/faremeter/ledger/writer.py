@@ -291,11 +291,7 @@ class Writer:
         self.retry_now.clear()
 
     def _give_up(self) -> bool:
-        return (
-            self._stopping
-            and self._deadline is not None
-            and time.monotonic() >= self._deadline
-        )
+        return self._stopping and self._deadline is not None and time.monotonic() >= self._deadline
 
     def _abandon(self, batch: list[SpanRecord], markers: list[FlushMarker]) -> None:
         """Closing while the store still fails: count and log what is lost, loudly."""
