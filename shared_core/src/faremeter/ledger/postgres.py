@@ -20,9 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from faremeter.ledger.codec import SPAN_COLUMNS, decode_span, encode_span, rollup
-from faremeter.ledger.filters import AttrRef, QueryFilter
-from faremeter.ledger.results import CostRow, CostSplit, PercentileRow, TimeBucket, TopTrace
+from faremeter.ledger.codec import SPAN_COLUMNS, encode_span, rollup
 from faremeter.ledger.schema import (
     LATEST_VERSION,
     MIGRATIONS,
@@ -31,7 +29,7 @@ from faremeter.ledger.schema import (
     newer_schema_message,
     schema_table_ddl,
 )
-from faremeter.ledger.sqlbuild import Sql
+from faremeter.ledger.sqlbuild import Sql, SqlQueries
 from faremeter.spans import SpanRecord
 
 __all__ = ["PostgresStore", "import_psycopg"]
@@ -64,7 +62,7 @@ def import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresStore:
+class PostgresStore(SqlQueries):
     """Spans in PostgreSQL tables (``{schema}.{prefix}spans`` / ``traces``).
 
     Args:
@@ -187,34 +185,3 @@ class PostgresStore:
                 with contextlib.suppress(Exception):
                     conn.close()
         self._writer = self._reader = None
-
-    # -- queries -----------------------------------------------------------
-
-    def spans(self, flt: QueryFilter, limit: int | None) -> list[SpanRecord]:
-        """Matching spans by start time, then span id."""
-        return [decode_span(r) for r in self._query(*self.sql.spans(flt, limit))]
-
-    def cost_by(self, attr: AttrRef, flt: QueryFilter) -> list[CostRow]:
-        """Spend grouped by one attribute."""
-        return self.sql.cost_rows(self._query(*self.sql.cost_by(attr, flt)))
-
-    def cost_split(self, flt: QueryFilter) -> CostSplit:
-        """LLM vs tool vs other."""
-        return self.sql.split_result(self._query(*self.sql.cost_split(flt)))
-
-    def time_series(
-        self, width_ns: int, attr: AttrRef | None, flt: QueryFilter
-    ) -> list[TimeBucket]:
-        """Spend per bucket."""
-        return self.sql.buckets(self._query(*self.sql.time_series(width_ns, attr, flt)))
-
-    def percentiles(
-        self, attr: AttrRef, quantiles: Sequence[float], flt: QueryFilter
-    ) -> list[PercentileRow]:
-        """Per-trace total quantiles per root attribute."""
-        rows = self._query(*self.sql.percentiles(attr, quantiles, flt))
-        return self.sql.percentile_rows(rows, quantiles)
-
-    def top_traces(self, n: int, flt: QueryFilter) -> list[TopTrace]:
-        """Most expensive traces."""
-        return self.sql.top_rows(self._query(*self.sql.top_traces(n, flt)))

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from faremeter.ledger.codec import SPAN_COLUMNS, TRACE_COLUMNS, from_pico
+from faremeter.ledger.codec import SPAN_COLUMNS, TRACE_COLUMNS, decode_span, from_pico
 from faremeter.ledger.filters import PROMOTED, AttrRef, QueryFilter
 from faremeter.ledger.memory import ns_to_datetime
 from faremeter.ledger.results import CostRow, CostSplit, PercentileRow, TimeBucket, TopTrace
 from faremeter.ledger.schema import Dialect, Names
+from faremeter.spans import SpanRecord
 
-__all__ = ["Sql"]
+__all__ = ["Sql", "SqlQueries"]
 
 _FIELD_SQL = {
     "model": "model",
@@ -351,3 +352,46 @@ class Sql:
             )
             for tid, name, pico, spans, unpriced, started in rows
         ]
+
+
+class SqlQueries:
+    """The query half of a SQL store, shared by SQLite and PostgreSQL.
+
+    A store provides ``sql`` (its :class:`Sql` builder) and ``_query`` (run a
+    statement, return rows); the statements and the row decoding live here
+    once.
+    """
+
+    sql: Sql
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def spans(self, flt: QueryFilter, limit: int | None) -> list[SpanRecord]:
+        """Matching spans by start time, then span id."""
+        return [decode_span(r) for r in self._query(*self.sql.spans(flt, limit))]
+
+    def cost_by(self, attr: AttrRef, flt: QueryFilter) -> list[CostRow]:
+        """Spend grouped by one attribute."""
+        return self.sql.cost_rows(self._query(*self.sql.cost_by(attr, flt)))
+
+    def cost_split(self, flt: QueryFilter) -> CostSplit:
+        """LLM vs tool vs other."""
+        return self.sql.split_result(self._query(*self.sql.cost_split(flt)))
+
+    def time_series(
+        self, width_ns: int, attr: AttrRef | None, flt: QueryFilter
+    ) -> list[TimeBucket]:
+        """Spend per bucket."""
+        return self.sql.buckets(self._query(*self.sql.time_series(width_ns, attr, flt)))
+
+    def percentiles(
+        self, attr: AttrRef, quantiles: Sequence[float], flt: QueryFilter
+    ) -> list[PercentileRow]:
+        """Per-trace total quantiles per root attribute."""
+        rows = self._query(*self.sql.percentiles(attr, quantiles, flt))
+        return self.sql.percentile_rows(rows, quantiles)
+
+    def top_traces(self, n: int, flt: QueryFilter) -> list[TopTrace]:
+        """Most expensive traces."""
+        return self.sql.top_rows(self._query(*self.sql.top_traces(n, flt)))
