@@ -168,7 +168,7 @@ class SpanScope:
         it; :attr:`unpriced` counts them.
         """
         span = self._open()
-        if span.trace.root is span:
+        if self._new_trace:
             return span.trace.cost
         node = self.tree().find_span(span.span_id)
         return node.total_cost if node else Decimal(0)
@@ -431,7 +431,13 @@ class Meter:
                 error_class,
                 content if self.store_content else None,
             )
-            span.trace.add(record)
+            trace = span.trace
+            trace.add(record)
+            if trace.root is span:
+                # The root's record now stands in for it; keeping the reference
+                # would tie span and trace in a cycle that only the cyclic GC
+                # frees (measurably slower per run than plain refcounting).
+                trace.root = None
             self.ledger.record(record)
             return record
         except Exception:  # faremeter's own fault must never break the host app

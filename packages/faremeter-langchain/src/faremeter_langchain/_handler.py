@@ -33,6 +33,7 @@ DEFAULT_METADATA_KEYS: tuple[str, ...] = (*ATTRIBUTION_KEYS, "thread_id")
 """Run-metadata keys copied onto spans as attribution (``config={"metadata": ...}``)."""
 
 _MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name")
+_MODEL_KEY_SET = frozenset(_MODEL_KEYS)
 _GRAPH_STEP_TAG = "graph:step:"
 _INTERNAL_TAG_PARTS = (":step:", "langsmith:")
 # LangGraph control flow (interrupts, Command(graph=PARENT)) travels as exceptions.
@@ -47,6 +48,10 @@ def _warn_once(key: str, message: str, *args: object) -> None:
         first = key not in _warned
         _warned.add(key)
     logger.log(logging.WARNING if first else logging.DEBUG, message, *args)
+
+
+def _warn_parse(exc: Exception) -> None:
+    _warn_once(f"usage:{type(exc).__name__}", "faremeter: rejected LangChain usage: %s", exc)
 
 
 class _Run:
@@ -77,11 +82,16 @@ def _is_map(value: Any) -> bool:
 
 
 def _first_model(source: Any) -> str | None:
-    if source and _is_map(source):
-        for key in _MODEL_KEYS:
-            found = source.get(key)
-            if type(found) is str and found:
-                return found
+    if type(source) is dict:  # the usual payload: skip the probes when no key can match
+        if not source or source.keys().isdisjoint(_MODEL_KEY_SET):
+            return None
+    elif not (source and isinstance(source, Mapping)):
+        return None
+    mapping = cast("Mapping[str, Any]", source)
+    for key in _MODEL_KEYS:
+        found = mapping.get(key)
+        if type(found) is str and found:
+            return found
     return None
 
 
@@ -150,7 +160,9 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
     Runs ``inline`` (``run_inline = True``): under ``ainvoke`` LangChain would
     otherwise hop to an executor thread for every event; the handler does no
     I/O (the ledger enqueues), so inline is cheaper and keeps events ordered.
-    Its map is still locked because ``batch`` and LangGraph call it from threads.
+    ``batch`` and LangGraph call it from threads: its map is only touched by
+    single dict operations (``get``, item assignment, ``pop``), which are atomic,
+    so no lock is taken on the per-call path.
 
     Chain runs are collapsed to the structure that matters: the root run (an
     ``agent`` span), LangGraph nodes (``chain`` spans named after the node) and
@@ -180,9 +192,11 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         self._meter = meter
         self._all_chains = all_chains
         self._keys = tuple(validate_attribute_name(k) for k in metadata_keys)
-        self._attributes = clean_attributes(attributes)
+        # Every metadata key _attrs reads: metadata without any of them (a plain
+        # model call's ls_* keys) adds nothing, checked in one set operation.
+        self._read_keys = frozenset((*self._keys, "langgraph_node", "lc_agent_name"))
+        self._attributes = clean_attributes(attributes)  # clean once, not per span
         self._runs: dict[UUID, _Run] = {}
-        self._lock = threading.Lock()
 
     @property
     def meter(self) -> Meter:
@@ -195,7 +209,14 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         return len(self._runs)
 
     # -- bookkeeping ----------------------------------------------------------
-    def _attrs(self, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _attrs(self, metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Attribution from run metadata on top of the handler's, or ``None`` for none.
+
+        ``None`` means "the handler's own (already clean) attributes only":
+        :meth:`_open` then adds them to the span without re-cleaning.
+        """
+        if not metadata or metadata.keys().isdisjoint(self._read_keys):
+            return None
         attrs: dict[str, Any] = dict(self._attributes)
         if metadata:
             node = metadata.get("langgraph_node")
@@ -219,10 +240,9 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         *,
         tags: list[str] | None,
         metadata: Mapping[str, Any] | None,
-        model: str | None = None,
-        prompts: Sequence[Any] | None = None,
         current: bool = False,
     ) -> None:
+        """Start a chain, tool or retrieval run (model runs go to :meth:`_open`)."""
         parent_run = self._runs.get(parent_run_id) if parent_run_id is not None else None
         parent = parent_run.span if parent_run is not None else None
         if kind is SpanKind.CHAIN:
@@ -231,19 +251,41 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
             elif parent.kind is SpanKind.TOOL:
                 kind = SpanKind.AGENT  # an agent (or chain) run by a tool
             elif not (self._all_chains or any(t.startswith(_GRAPH_STEP_TAG) for t in tags or ())):
-                with self._lock:
-                    self._runs[run_id] = _Run(parent, owned=False)
+                self._runs[run_id] = _Run(parent, False)
                 return
-        provider = _str(metadata.get("ls_provider")) if metadata else None
-        span = self.meter.start_span(
+        self._open(run_id, parent, name, kind, tags, metadata, None, None, current)
+
+    def _open(
+        self,
+        run_id: UUID,
+        parent: OpenSpan | None,
+        name: str,
+        kind: SpanKind,
+        tags: list[str] | None,
+        metadata: Mapping[str, Any] | None,
+        model: str | None,
+        prompts: Sequence[Any] | None,
+        current: bool,
+    ) -> None:
+        """Start the run's span under ``parent`` and remember it."""
+        if metadata:
+            provider = _str(metadata.get("ls_provider"))
+            attrs = self._attrs(metadata)
+        else:
+            provider = attrs = None
+        span = (self._meter or get_meter()).start_span(
             name,
             kind=kind,
             parent=parent,
-            attributes=self._attrs(metadata),
+            attributes=attrs,
             model=model,
             provider=provider,
             tags=_user_tags(tags) if tags else (),
         )
+        if attrs is None and self._attributes:
+            # start_span applies ``attributes`` last, over the inherited ones;
+            # these are clean already, so apply them the same way directly.
+            span.attributes.update(self._attributes)
         if span.parent_span_id is None and span.trace.root is None:
             span.trace.root = span
         # Only tool spans become the context's current span: their start and end
@@ -251,12 +293,10 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         # or another framework called inside nests here). Async chain ends are
         # shielded into a copied context, where a reset would leak the span.
         token = activate(span) if current else None
-        with self._lock:
-            self._runs[run_id] = _Run(span, owned=True, token=token, prompts=prompts)
+        self._runs[run_id] = _Run(span, True, token, prompts)
 
     def _pop(self, run_id: UUID) -> _Run | None:
-        with self._lock:
-            run = self._runs.pop(run_id, None)
+        run = self._runs.pop(run_id, None)
         if run is not None and run.token is not None:
             deactivate(run.token)
         return run if run is not None and run.owned else None
@@ -289,16 +329,10 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
             name = (
                 _str(kwargs.get("name")) or model or _str((serialized or {}).get("name")) or "llm"
             )
-            self._start(
-                run_id,
-                parent_run_id,
-                name,
-                SpanKind.LLM,
-                tags=tags,
-                metadata=metadata,
-                model=model,
-                prompts=prompts,
-            )
+            # Model runs never collapse: straight to _open, past _start's chain logic.
+            parent_run = self._runs.get(parent_run_id) if parent_run_id is not None else None
+            parent = parent_run.span if parent_run is not None else None
+            self._open(run_id, parent, name, SpanKind.LLM, tags, metadata, model, prompts, False)
         except Exception:
             logger.exception("faremeter: on_llm_start failed")
 
@@ -339,7 +373,7 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         gens: list[Any] = []
         llm_output = getattr(response, "llm_output", None)
         for batch in getattr(response, "generations", None) or ():
-            seen: list[Any] = []
+            seen: list[Any] | None = None
             for gen in batch or ():
                 gens.append(gen)
                 message = getattr(gen, "message", None)
@@ -354,11 +388,18 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
                     # BaseChatModel._convert_cached_generations stamps total_cost=0
                     # on every message it replays from the LLM cache.
                     cached = True
-                if seen and raw in seen:
+                if seen is None:
+                    seen = [raw]
+                elif raw in seen:
                     # n>1 choices: providers copy the request's usage onto each.
                     continue
-                seen.append(raw)
-                parsed = self._parse(raw)
+                else:
+                    seen.append(raw)
+                try:
+                    parsed = parse_usage(raw)
+                except Exception as exc:  # as _parse: dropped and logged, never raised
+                    _warn_parse(exc)
+                    parsed = None
                 if parsed is not None:
                     usage = parsed if usage is None else usage + parsed
         if llm_output is not None and _is_map(llm_output):
@@ -372,9 +413,7 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         try:
             return parse_usage(raw)
         except Exception as exc:  # a bad payload is dropped and logged, never raised
-            _warn_once(
-                f"usage:{type(exc).__name__}", "faremeter: rejected LangChain usage: %s", exc
-            )
+            _warn_parse(exc)
             return None
 
     def _end_llm(self, run: _Run, response: Any, error: BaseException | None) -> None:
@@ -417,9 +456,12 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Close the ``llm`` span with the usage of every generation."""
         try:
-            run = self._pop(run_id)
+            run = self._runs.pop(run_id, None)  # _pop, inlined: once per model call
             if run is not None:
-                self._end_llm(run, response, None)
+                if run.token is not None:
+                    deactivate(run.token)
+                if run.owned and run.span is not None:
+                    self._end_llm(run, response, None)
         except Exception:
             logger.exception("faremeter: on_llm_end failed")
 
@@ -427,7 +469,7 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         """Close the ``llm`` span as an error, keeping usage a partial response carried."""
         try:
             run = self._pop(run_id)
-            if run is not None:
+            if run is not None and run.span is not None:
                 self._end_llm(run, kwargs.get("response"), error)
         except Exception:
             logger.exception("faremeter: on_llm_error failed")

@@ -81,7 +81,9 @@ class MemoryStore:
                 if span.span_id not in self._rows:
                     self._rows[span.span_id] = row
                     # Keep the decoded form identical to what SQL stores return.
-                    self._spans[span.span_id] = replace(span, tags=tuple(span.tags))
+                    if type(span.tags) is not tuple:
+                        span = replace(span, tags=tuple(span.tags))
+                    self._spans[span.span_id] = span
                     new += 1
         return new
 
