@@ -10,7 +10,7 @@ the engines never show.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from faremeter.ledger.codec import SPAN_COLUMNS, TRACE_COLUMNS, decode_span, from_pico
@@ -124,44 +124,37 @@ class Sql:
 
     def where_spans(self, flt: QueryFilter, params: list[Any], extra: Sequence[str] = ()) -> str:
         """WHERE clause over the spans table."""
-        ph = self.d.ph
-        conds = list(extra)
-        if flt.trace_id is not None:
-            conds.append(f"trace_id = {ph}")
-            params.append(flt.trace_id)
-        if flt.since_ns is not None:
-            conds.append(f"start_ns >= {ph}")
-            params.append(flt.since_ns)
-        if flt.until_ns is not None:
-            conds.append(f"start_ns < {ph}")
-            params.append(flt.until_ns)
-        if flt.kind is not None:
-            conds.append(f"kind = {ph}")
-            params.append(flt.kind)
-        for attr, value in flt.where:
-            expr = self.span_expr(attr, params)
-            if value is None:
-                conds.append(f"{expr} IS NULL")
-            else:
-                conds.append(f"{expr} = {ph}")
-                params.append(value)
-        return f" WHERE {' AND '.join(conds)}" if conds else ""
+        return self._where(flt, params, "start_ns", self.span_expr, with_kind=True, extra=extra)
 
     def where_traces(self, flt: QueryFilter, params: list[Any]) -> str:
         """WHERE clause over the rollup table (times are the trace's first start)."""
+        return self._where(flt, params, "started_ns", self.trace_expr, with_kind=False)
+
+    def _where(
+        self,
+        flt: QueryFilter,
+        params: list[Any],
+        start_col: str,
+        expr_of: Callable[[AttrRef, list[Any]], str],
+        *,
+        with_kind: bool,
+        extra: Sequence[str] = (),
+    ) -> str:
         ph = self.d.ph
-        conds: list[str] = []
-        if flt.trace_id is not None:
-            conds.append(f"trace_id = {ph}")
-            params.append(flt.trace_id)
-        if flt.since_ns is not None:
-            conds.append(f"started_ns >= {ph}")
-            params.append(flt.since_ns)
-        if flt.until_ns is not None:
-            conds.append(f"started_ns < {ph}")
-            params.append(flt.until_ns)
+        conds = list(extra)
+        bounds: list[tuple[str, object]] = [
+            (f"trace_id = {ph}", flt.trace_id),
+            (f"{start_col} >= {ph}", flt.since_ns),
+            (f"{start_col} < {ph}", flt.until_ns),
+        ]
+        if with_kind:
+            bounds.append((f"kind = {ph}", flt.kind))
+        for cond, value in bounds:
+            if value is not None:
+                conds.append(cond)
+                params.append(value)
         for attr, value in flt.where:
-            expr = self.trace_expr(attr, params)
+            expr = expr_of(attr, params)
             if value is None:
                 conds.append(f"{expr} IS NULL")
             else:
