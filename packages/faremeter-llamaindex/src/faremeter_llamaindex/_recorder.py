@@ -69,6 +69,7 @@ class _Call:
         "model",
         "open_starts",
         "outer",
+        "parked",
         "prompt",
         "reply",
         "span",
@@ -89,6 +90,7 @@ class _Call:
         self.ids: list[str] = []  # LlamaIndex span ids kept alive for late events
         self.child_usages: list[Usage] = []
         self.deadline = 0.0
+        self.parked = False  # ever put in Recorder.pending (only then is the lock needed)
         self.fields: Any = None
 
 
@@ -190,7 +192,8 @@ class Recorder:
         self.nodes: dict[str, _Node] = {}
         self.pending: OrderedDict[int, _Call] = OrderedDict()
         self._lock = threading.Lock()
-        self._kinds: dict[tuple[type, str], Any] = {}
+        # (class, "Class.method") -> (kind or None, is a Workflow): one lookup per span.
+        self._kinds: dict[tuple[type, str], tuple[Any, bool]] = {}
         self._rules: tuple[tuple[type, frozenset[str], Any], ...] = (
             (BaseLLM, _LLM_METHODS, SpanKind.LLM),
             (BaseEmbedding, _EMBED_METHODS, SpanKind.EMBEDDING),
@@ -210,18 +213,26 @@ class Recorder:
         self._event_routes = self._routes()
 
     # -- classification -------------------------------------------------------------
-    def _classify(self, instance: Any, method: str) -> Any:
-        owner: Any = instance.__class__
-        key = (owner, method)
-        kind = self._kinds.get(key, self)
-        if kind is self:
+    def _classified(self, instance: Any, label: str, method: str | None) -> tuple[Any, bool]:
+        """``(kind, is a Workflow)`` of ``instance``'s span ``label``, cached per class.
+
+        ``label`` is ``"Class.method"`` (LlamaIndex builds it from the instance's
+        class), so the class and the label determine the method. :meth:`enter`
+        reads the cache itself and calls this only on a miss.
+        """
+        key = (instance.__class__, label)
+        entry = self._kinds.get(key)
+        if entry is None:
+            if method is None:
+                method = label.rpartition(".")[2]
             kind = None
             for cls, methods, rule_kind in self._rules:
                 if method in methods and isinstance(instance, cls):
                     kind = rule_kind
                     break
-            self._kinds[key] = kind
-        return kind
+            entry = (kind, isinstance(instance, self._workflow_type))
+            self._kinds[key] = entry
+        return entry
 
     def _name(self, kind: SpanKind, instance: Any, label: str) -> str:
         """Tools by their tool name (that is what tool prices key on), agents by name."""
@@ -239,15 +250,20 @@ class Recorder:
     def enter(self, id_: str, instance: Any, parent_id: str | None) -> None:
         """A LlamaIndex span started: keep it, fold it or collapse it."""
         label = id_[:-37] if len(id_) > 37 and id_[-37] == "-" else id_
-        method = label.rpartition(".")[2]
         parent = self.nodes.get(parent_id) if parent_id else None
         node = _Node()
         node.instance = id(instance)
-        kind = self._classify(instance, method) if instance is not None else None
+        if instance is not None:
+            entry = self._kinds.get((instance.__class__, label))
+            if entry is None:
+                entry = self._classified(instance, label, None)
+            kind, is_workflow = entry
+        else:
+            kind, is_workflow = None, False
         if parent is not None:
             node.step = parent.step
             if kind is None and instance is None and parent.is_run:
-                node.step = method  # a workflow step: collapsed, but names the `step`
+                node.step = label.rpartition(".")[2]  # a workflow step: collapsed, names `step`
             elif (
                 kind in _CALL_KINDS
                 and parent.call is not None
@@ -269,17 +285,19 @@ class Recorder:
             self.nodes[id_] = node
             return
         outer = self._span_of(parent.anchor) if parent is not None and parent.anchor else None
-        span = self._start(
-            self._name(kind, instance, label), kind, outer, node.step, parent is None
-        )
+        if kind is SpanKind.TOOL or kind is SpanKind.AGENT:
+            name = self._name(kind, instance, label)
+        else:
+            name = type(instance).__name__ if is_workflow else label
+        span = self._start(name, kind, outer, node.step, parent is None)
         node.span = span
         node.anchor = node
         if kind in _CALL_KINDS:
-            wrapper = parent.call if parent is not None and kind is SpanKind.LLM else None
-            node.call = _Call(span, wrapper)
-            node.call.fields = instance.__dict__  # for the model, if no event names it
+            call = _Call(span, parent.call if parent is not None and kind is SpanKind.LLM else None)
+            call.fields = instance.__dict__  # for the model, if no event names it
+            node.call = call
         elif kind is SpanKind.AGENT or kind is SpanKind.CHAIN:
-            node.is_run = isinstance(instance, self._workflow_type)
+            node.is_run = is_workflow
         node.token = activate(span)
         self.nodes[id_] = node
 
@@ -299,16 +317,23 @@ class Recorder:
     ) -> OpenSpan:
         if parent is None:
             parent = current_span()
-        context = current_attributes()
-        attrs: dict[str, Any] = {}
-        if root and self.attributes:
-            inherited = parent.attributes if parent is not None else {}
-            attrs = {
-                k: v for k, v in self.attributes.items() if k not in context and k not in inherited
-            }
-        if step is not None and "step" not in context:
-            attrs["step"] = step  # a deeper step wins over the one inherited from a parent
-        meter = self._meter_for(parent)
+        attrs: dict[str, Any] | None = None
+        if (root and self.attributes) or step is not None:
+            context = current_attributes()
+            attrs = {}
+            if root and self.attributes:
+                inherited = parent.attributes if parent is not None else {}
+                attrs = {
+                    k: v
+                    for k, v in self.attributes.items()
+                    if k not in context and k not in inherited
+                }
+            if step is not None and "step" not in context:
+                attrs["step"] = step  # a deeper step wins over the one inherited from a parent
+        if parent is not None:
+            meter = parent.meter
+        else:
+            meter = self.meter if self.meter is not None else get_meter()
         return meter.start_span(name, kind=kind, parent=parent, attributes=attrs, start_ns=start_ns)
 
     @staticmethod
@@ -367,6 +392,7 @@ class Recorder:
         """Wait for a stream's end event, within bounds."""
         now = time.monotonic()
         call.deadline = now + self.stream_ttl
+        call.parked = True
         with self._lock:
             self.pending[id(call)] = call
         self.sweep(now)
@@ -387,11 +413,13 @@ class Recorder:
             self._finish(call)
 
     def _finish(self, call: _Call) -> None:
-        for id_ in call.ids:
-            self.nodes.pop(id_, None)
-        call.ids.clear()
-        with self._lock:
-            self.pending.pop(id(call), None)
+        if call.ids:
+            for id_ in call.ids:
+                self.nodes.pop(id_, None)
+            call.ids.clear()
+        if call.parked:
+            with self._lock:
+                self.pending.pop(id(call), None)
         span = call.span
         if span.ended:
             return
@@ -484,22 +512,25 @@ class Recorder:
         call.open_starts += 1
         call.model = self._model(event.model_dict) or call.model
         if call.prompt is None:
-            call.prompt = _get(event, "messages") or _get(event, "prompt")
+            fields = event.__dict__  # routed events are exact pydantic classes: fields live here
+            call.prompt = fields.get("messages") or fields.get("prompt")
 
     def _on_end(self, call: _Call, event: Any) -> None:
+        fields = event.__dict__  # routed events are exact pydantic classes: fields live here
         response = event.response
         if call.usage is None:
-            usage = self._usage(response)
+            raw = _get(response, "raw")
+            usage = None if response is None else self._usage_of(response, raw, False)
             if usage is None and call.last_chunk is not None:
                 usage = self._usage(call.last_chunk, chunk=True)
             if usage is not None:
                 call.usage = usage
-                model = _get(_get(response, "raw"), "model")
+                model = _get(raw, "model")
                 if isinstance(model, str) and model:
                     call.model = model
         if call.reply is None:
             call.reply = response
-            call.prompt = _get(event, "messages") or _get(event, "prompt")
+            call.prompt = fields.get("messages") or fields.get("prompt")
         if call.open_starts:
             call.open_starts -= 1
         if call.exited and not call.open_starts:
@@ -524,7 +555,10 @@ class Recorder:
         """Reported usage of a ChatResponse/CompletionResponse, wherever the provider put it."""
         if response is None:
             return None
-        raw = _get(response, "raw")
+        return Recorder._usage_of(response, _get(response, "raw"), chunk)
+
+    @staticmethod
+    def _usage_of(response: Any, raw: Any, chunk: bool) -> Usage | None:
         if raw is not None:
             for key in _USAGE_KEYS:
                 payload = _get(raw, key)
@@ -532,12 +566,16 @@ class Recorder:
                     return safe_parse_usage(payload, where=_WHERE)
         if chunk:
             return None
-        for holder in (response, _get(response, "message")):
-            kwargs = _get(holder, "additional_kwargs")
+        kwargs = _get(response, "additional_kwargs")
+        if isinstance(kwargs, Mapping) and kwargs:
+            usage = safe_parse_usage(kwargs, where=_WHERE)
+            if usage is not None:
+                return usage
+        message = _get(response, "message")
+        if message is not None:
+            kwargs = _get(message, "additional_kwargs")
             if isinstance(kwargs, Mapping) and kwargs:
-                usage = safe_parse_usage(kwargs, where=_WHERE)
-                if usage is not None:
-                    return usage
+                return safe_parse_usage(kwargs, where=_WHERE)
         return None
 
     def _on_embedding_start(self, call: _Call, event: Any) -> None:
