@@ -7,6 +7,10 @@ import asyncio
 import sys
 from pathlib import Path
 
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.caches import InMemoryCache
 from langchain_core.tools import tool
 
 from faremeter import Meter, Usage
@@ -15,6 +19,16 @@ from faremeter_langchain import FaremeterCallbackHandler
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lc_fakes import StreamingFake, ToolFake, ai, make_agent, scripted
+
+
+class WrappingFake(ToolFake):
+    """A chat model whose provider call is itself instrumented (``inner``)."""
+
+    inner: Any = None
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        self.inner()
+        return super()._generate(messages, stop, run_manager, **kw)
 
 
 @tool
@@ -95,6 +109,42 @@ class TestLangChainContract(AdapterContract):
         chunks = list(model.stream("hi", config={"callbacks": [FaremeterCallbackHandler(meter)]}))
         assert len(chunks) > 2
 
-    def run_single_call(self, meter: Meter, model: str, usage: Usage) -> None:
-        fake = ToolFake(messages=scripted(ai(usage, model, "hello")))
-        fake.invoke("hi", config={"callbacks": [FaremeterCallbackHandler(meter)]})
+    handlers: dict[int, FaremeterCallbackHandler] = {}  # noqa: RUF012 - one per meter
+
+    def handler(self, meter: Meter) -> FaremeterCallbackHandler:
+        return self.handlers.setdefault(id(meter), FaremeterCallbackHandler(meter))
+
+    def run_single_call(
+        self, meter: Meter, model: str, usage: Usage | None, reply: str = "ok"
+    ) -> None:
+        fake = ToolFake(messages=scripted(ai(usage, model, reply)))
+        fake.invoke("hi", config={"callbacks": [self.handler(meter)]})
+
+    async def arun_streaming(self, meter: Meter) -> None:
+        model = StreamingFake(
+            messages=scripted(ai(self.FIRST_USAGE, self.MODEL, "a streamed answer"))
+        )
+        chunks = [c async for c in model.astream("hi", config={"callbacks": [self.handler(meter)]})]
+        assert len(chunks) > 2
+
+    def run_cached_call(self, meter: Meter) -> None:
+        model = ToolFake(
+            messages=scripted(ai(self.FIRST_USAGE, self.MODEL, "cached answer")),
+            cache=InMemoryCache(),
+        )
+        for _ in range(2):
+            model.invoke("same question", config={"callbacks": [self.handler(meter)]})
+
+    def run_provider_error(self, meter: Meter, error: BaseException) -> None:
+        ToolFake(messages=scripted(error)).invoke(
+            "hi", config={"callbacks": [self.handler(meter)]}
+        )
+
+    def run_wrapping_call(self, meter: Meter, inner: Callable[[], None]) -> None:
+        model = WrappingFake(
+            messages=scripted(ai(self.FIRST_USAGE, self.MODEL, "wrapped")), inner=inner
+        )
+        model.invoke("hi", config={"callbacks": [self.handler(meter)]})
+
+    def open_calls(self, meter: Meter) -> int:
+        return self.handler(meter).open_runs

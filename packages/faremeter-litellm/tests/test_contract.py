@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import litellm
 import pytest
@@ -106,12 +106,68 @@ class TestLiteLLMContract(AdapterContract):
             pass
         assert handle.flush()
 
-    def run_single_call(self, meter: Meter, model: str, usage: Usage) -> None:
+    # LiteLLM is the layer closest to the provider: a custom provider runs
+    # before any LiteLLM hook that could open its span, so nothing can be
+    # nested inside a LiteLLM call (it is the inner layer of every wrapper).
+    can_wrap_inner_calls = False
+
+    def run_single_call(
+        self, meter: Meter, model: str, usage: Usage | None, reply: str = "ok"
+    ) -> None:
         handle = faremeter_litellm.instrument(meter)
+        response = mock(usage or Usage(), model=model, text=reply)
+        if usage is None:
+            del response.usage  # the provider sent no usage block at all
         litellm.completion(
-            model=model,
-            messages=MESSAGES,
-            mock_response=mock(usage, model=model),
-            custom_llm_provider="openai",
+            model=model, messages=MESSAGES, mock_response=response, custom_llm_provider="openai"
         )
         assert handle.flush()
+
+    async def arun_streaming(self, meter: Meter) -> None:
+        handle = faremeter_litellm.instrument(meter)
+        stream = await litellm.acompletion(
+            model=self.MODEL,
+            messages=MESSAGES,
+            mock_response=mock(self.FIRST_USAGE),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async for _ in stream:
+            pass
+        assert await handle.aflush()
+
+    def run_cached_call(self, meter: Meter) -> None:
+        pytest.importorskip("fastapi", reason="litellm's local cache path imports litellm.proxy")
+        from litellm.caching.caching import Cache
+
+        handle = faremeter_litellm.instrument(meter)
+        litellm.cache = Cache(type="local")
+        try:
+            for _ in range(2):
+                litellm.completion(
+                    model=self.MODEL,
+                    messages=MESSAGES,
+                    mock_response=mock(self.FIRST_USAGE),
+                    caching=True,
+                )
+        finally:
+            litellm.cache = None
+        assert handle.flush()
+
+    def run_provider_error(self, meter: Meter, error: BaseException) -> None:
+        # LiteLLM maps every provider error to its own classes (a 429 becomes
+        # litellm.RateLimitError); the caller here re-raises the provider's.
+        handle = faremeter_litellm.instrument(meter)
+        try:
+            litellm.completion(model=self.MODEL, messages=MESSAGES, mock_response=error)
+        except litellm.exceptions.RateLimitError as exc:
+            raise error from exc
+        finally:
+            handle.flush()
+
+    def run_wrapping_call(self, meter: Meter, inner: Callable[[], None]) -> None:
+        raise AssertionError("can_wrap_inner_calls is False")
+
+    def open_calls(self, meter: Meter) -> int:
+        handle = faremeter_litellm.instrument(meter)
+        return handle.logger.recorder.calls.open_calls + handle.logger.recorder.pending()

@@ -17,8 +17,10 @@ from faremeter.errors import (
     InvalidUsageError,
     UnknownModelError,
 )
-from faremeter.meter import Meter, SpanScope, get_meter, set_meter
+from faremeter.default_meter import get_meter, set_meter
+from faremeter.meter import Meter
 from faremeter.open_span import OpenSpan
+from faremeter.scope import SpanScope
 from faremeter.spans import SpanKind, SpanRecord, SpanStatus
 from faremeter.tree import TraceNode, TraceTree
 from faremeter.usage import Usage

@@ -65,8 +65,17 @@ def current_attributes() -> Mapping[str, AttributeValue]:
 
 
 def current_span() -> OpenSpan | None:
-    """The innermost open span of this context, from any framework."""
-    return _span.get()
+    """The innermost *open* span of this context, from any framework.
+
+    A span can end in another context than the one it was activated in
+    (LangChain shields async end callbacks into a copied context), leaving it
+    set here after its end. Ended spans are skipped, walking up to the nearest
+    open ancestor, so such a leak can never parent new spans to a closed one.
+    """
+    span = _span.get()
+    while span is not None and span.ended:
+        span = span.parent
+    return span
 
 
 @contextmanager

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from faremeter.context import attributes
-from faremeter.meter import Meter, SpanScope
+from faremeter.meter import Meter
+from faremeter.scope import SpanScope
 from faremeter.usage import Usage
 
 __all__ = ["RESEARCH_STEPS", "RESEARCH_TOOL_PRICES", "ResearchStep", "run_research_agent"]

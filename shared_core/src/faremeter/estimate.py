@@ -13,6 +13,7 @@ which tracks BPE tokenizers within ~15% on English prose.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from faremeter.usage import Usage
 
-__all__ = ["count_tokens", "estimate_usage"]
+__all__ = ["count_tokens", "estimate_usage", "reconcile_usage"]
 
 logger = logging.getLogger("faremeter")
 
@@ -134,3 +135,65 @@ def estimate_usage(
         output_tokens=count_tokens(text, model),
         source="estimated",
     )
+
+
+def _has_text(parts: str | Sequence[str] | None) -> bool:
+    if not parts:
+        return False
+    if isinstance(parts, str):
+        return bool(parts.strip())
+    return any(p and p.strip() for p in parts)
+
+
+def reconcile_usage(
+    usage: Usage | None,
+    *,
+    model: str | None,
+    prompt: str | Sequence[str] | None,
+    completion: str | Sequence[str] | None,
+) -> Usage | None:
+    """The usage to charge: reported counts unless the response contradicts them.
+
+    Every adapter ends its calls through this one rule, so the same payload
+    is charged the same whichever framework carried it:
+
+    * no usage at all, but text went in or came out → estimated from the text;
+    * reported usage with 0 output tokens for a non-empty reply (a stream
+      without ``include_usage``, a proxy that zeroes counts) → the output is
+      estimated and the usage marked ``mixed``; the same for 0 input tokens
+      with a non-empty prompt;
+    * otherwise the reported usage, untouched.
+
+    Never a reported $0 for a call that visibly did work.
+    """
+    has_prompt = _has_text(prompt)
+    has_reply = _has_text(completion)
+    if usage is None:
+        if not (has_prompt or has_reply):
+            return None
+        return estimate_usage(model, prompt or (), completion or ())
+    if usage.source != "reported":
+        return usage
+    missing_output = has_reply and usage.output_tokens == 0
+    missing_input = has_prompt and usage.input_tokens == 0
+    if not (missing_output or missing_input):
+        return usage
+    guess = estimate_usage(model, prompt or (), completion or ())
+    if (missing_input or not has_prompt) and (missing_output or not has_reply):
+        return guess  # nothing reported is believable: all estimated
+    fixed = usage
+    if missing_input:
+        fixed = dataclasses.replace(
+            fixed,
+            input_tokens=guess.input_tokens,
+            cache_read_tokens=0,
+            cache_write_tokens=0,
+            cache_write_1h_tokens=0,
+            audio_input_tokens=0,
+            image_input_tokens=0,
+        )
+    if missing_output:
+        fixed = dataclasses.replace(
+            fixed, output_tokens=guess.output_tokens, reasoning_tokens=0, audio_output_tokens=0
+        )
+    return dataclasses.replace(fixed, source="mixed")

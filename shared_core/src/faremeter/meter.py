@@ -1,52 +1,38 @@
 """The :class:`Meter`: the one object an application holds.
 
-It ties the price catalog, the ledger and (later) budgets together and opens
+It ties the price catalog, the ledger and the budgets together and opens
 spans. Everything an adapter does goes through it, so pricing, attribution and
 storage rules live here once instead of in every framework integration.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from faremeter.context import (
-    activate,
-    clean_attributes,
-    current_attributes,
-    current_span,
-    deactivate,
-)
-from faremeter.cost import Cost, to_decimal
+from faremeter import default_meter
+from faremeter.context import clean_attributes, current_attributes, current_span
+from faremeter.cost import Cost
 from faremeter.errors import ConfigError, UnknownModelError
+from faremeter.ids import IdGenerator, RandomIds
 from faremeter.open_span import OpenSpan, TraceState
-from faremeter.spans import (
-    SpanKind,
-    SpanRecord,
-    SpanStatus,
-    build_record,
-    new_span_id,
-    new_trace_id,
-)
-from faremeter.tree import TraceTree
+from faremeter.priced_tool import ToolPricing, wrap_priced_tool
+from faremeter.redact import describe_error
+from faremeter.scope import SpanScope
+from faremeter.spans import SpanKind, SpanRecord, SpanStatus, build_record
 from faremeter.usage import Usage
 
 if TYPE_CHECKING:
-    import contextvars
-
     from faremeter.ledger import Ledger, LedgerHealth
     from faremeter.pricing import PriceCatalog
 
-__all__ = ["DEFAULT_LEDGER_URL", "IdGenerator", "Meter", "SpanScope", "get_meter", "set_meter"]
+__all__ = ["DEFAULT_LEDGER_URL", "Meter", "MeterHealth"]
 
 logger = logging.getLogger("faremeter")
 
@@ -58,133 +44,24 @@ DEFAULT_LEDGER_URL = "sqlite:///.faremeter/ledger.db"
 
 _LEDGER_SCHEMES = ("memory", "sqlite:///", "postgresql://", "postgres://")
 _PRICED_KINDS = frozenset({SpanKind.LLM, SpanKind.EMBEDDING})
-_MAX_ERROR_CHARS = 500
+_WRAPPER_ATTRS = {"wrapper": True}
 
 
-class IdGenerator(Protocol):
-    """Where trace and span ids come from (deterministic in tests)."""
+class MeterHealth:
+    """What :meth:`Meter.health` reports: the ledger's state plus faremeter's own faults."""
 
-    def trace_id(self) -> str:
-        """A new 32-hex-digit trace id."""
-        ...
+    __slots__ = ("faults", "ledger")
 
-    def span_id(self) -> str:
-        """A new 16-hex-digit span id."""
-        ...
+    def __init__(self, ledger: LedgerHealth, faults: int) -> None:
+        self.ledger = ledger
+        self.faults = faults
 
+    def __getattr__(self, name: str) -> Any:
+        # The ledger's fields (queued, written, dropped, ok, ...) read through.
+        return getattr(self.ledger, name)
 
-class _RandomIds:
-    __slots__ = ()
-
-    def trace_id(self) -> str:
-        return new_trace_id()
-
-    def span_id(self) -> str:
-        return new_span_id()
-
-
-def _describe_error(error: BaseException | str | None) -> str | None:
-    if error is None:
-        return None
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
-
-
-class SpanScope:
-    """The handle a ``with meter.trace(...)`` / ``with meter.span(...)`` block gets.
-
-    Usable as a sync or async context manager. Exceptions from the body are
-    recorded on the span (status ``error``) and re-raised unchanged.
-    """
-
-    __slots__ = ("_kw", "_meter", "_new_trace", "_token", "span")
-
-    def __init__(self, meter: Meter, new_trace: bool, kw: dict[str, Any]) -> None:
-        self._meter = meter
-        self._new_trace = new_trace
-        self._kw = kw
-        self._token: contextvars.Token[OpenSpan | None] | None = None
-        self.span: OpenSpan | None = None
-
-    # -- context manager protocol -------------------------------------------------
-    def __enter__(self) -> SpanScope:
-        self.span = self._meter.start_span(new_trace=self._new_trace, **self._kw)
-        if self._new_trace:
-            self.span.trace.root = self.span
-        self._token = activate(self.span)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._token is not None:
-            deactivate(self._token)
-            self._token = None
-        if self.span is not None:
-            from faremeter.errors import BudgetExceeded
-
-            if exc is None:
-                self.span.end()
-            elif isinstance(exc, BudgetExceeded):
-                self.span.end(status=SpanStatus.DENIED, error=exc, error_class="budget")
-            else:
-                self.span.end(status=SpanStatus.ERROR, error=exc)
-
-    async def __aenter__(self) -> SpanScope:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    # -- handle -------------------------------------------------------------------
-    def _open(self) -> OpenSpan:
-        if self.span is None:
-            raise RuntimeError("enter the block before using its handle")
-        return self.span
-
-    @property
-    def trace_id(self) -> str:
-        """The trace this block records into."""
-        return self._open().trace_id
-
-    @property
-    def span_id(self) -> str:
-        """The block's own span."""
-        return self._open().span_id
-
-    @property
-    def cost(self) -> Decimal:
-        """Running total of everything priced so far in this block's subtree.
-
-        For a trace block that is the whole trace. Unpriced spans are not in
-        it; :attr:`unpriced` counts them.
-        """
-        span = self._open()
-        if self._new_trace:
-            return span.trace.cost
-        node = self.tree().find_span(span.span_id)
-        return node.total_cost if node else Decimal(0)
-
-    @property
-    def unpriced(self) -> int:
-        """Spans in the trace that could not be priced (unknown model or tool)."""
-        return self._open().trace.unpriced
-
-    def tree(self) -> TraceTree:
-        """The trace so far, with direct, child and total cost per span."""
-        return self._open().trace.tree()
-
-    def set_attributes(self, **attrs: Any) -> None:
-        """Add attribution to this block's span."""
-        self._open().set_attributes(**attrs)
+    def __repr__(self) -> str:
+        return f"MeterHealth(faults={self.faults}, ledger={self.ledger!r})"
 
 
 class Meter:
@@ -192,7 +69,10 @@ class Meter:
 
     ``Meter()`` works with zero configuration: a SQLite ledger at
     ``.faremeter/ledger.db`` (created on first use), overridden by
-    ``FAREMETER_LEDGER_URL`` or ``ledger=``; the bundled price snapshot.
+    ``FAREMETER_LEDGER_URL`` or ``ledger=``; the bundled price snapshot. The
+    first meter an application creates becomes the process default that
+    adapters record into when they are given no meter (see
+    :func:`faremeter.get_meter`).
 
     Args:
         ledger: ``"memory"``, ``"sqlite:///path.db"``, ``"postgresql://..."`` or a
@@ -203,6 +83,10 @@ class Meter:
         queue_size: Bound of the in-memory queue in front of the ledger.
         clock: Nanoseconds since the epoch; injectable for tests.
         ids: Trace/span id source; injectable for tests.
+        budgets: A :class:`~faremeter.budgets.BudgetManager`, or a list of
+            :class:`~faremeter.Budget` to enforce with ``budget_store``.
+        budget_store: Where budget spend lives: ``"memory"`` (default),
+            ``"sqlite:///path.db"`` or ``"redis://host:port/db"``.
     """
 
     def __init__(
@@ -215,6 +99,9 @@ class Meter:
         queue_size: int = 100_000,
         clock: Callable[[], int] | None = None,
         ids: IdGenerator | None = None,
+        budgets: Any = None,
+        budget_store: str | None = None,
+        _register: bool = True,
     ) -> None:
         if isinstance(ledger, str) or ledger is None:
             url = ledger or os.environ.get("FAREMETER_LEDGER_URL") or DEFAULT_LEDGER_URL
@@ -233,13 +120,28 @@ class Meter:
         self.store_content = store_content
         self._queue_size = queue_size
         self.clock: Callable[[], int] = clock or time.time_ns
-        self.ids: IdGenerator = ids or _RandomIds()
+        self.ids: IdGenerator = ids or RandomIds()
         self._lock = threading.Lock()
         self._warned_models: set[str] = set()
         self._faults = 0
+        self._listeners: tuple[Callable[[SpanRecord], None], ...] = ()
+        self.budgets: Any = self._budget_manager(budgets, budget_store)
+        if _register:
+            default_meter.adopt(self)
+
+    def _budget_manager(self, budgets: Any, store: str | None) -> Any:
+        if budgets is None:
+            return None
+        if isinstance(budgets, list | tuple):
+            from faremeter.budgets import BudgetManager
+
+            return BudgetManager(list(budgets), store=store or "memory")  # type: ignore[arg-type]
+        return budgets
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> Meter:
+    def from_config(
+        cls, path: str | os.PathLike[str] | None = None, /, **overrides: Any
+    ) -> Meter:
         """Build a meter from ``faremeter.toml`` (or ``FAREMETER_CONFIG``).
 
         Raises:
@@ -303,6 +205,38 @@ class Meter:
                 )
             return Cost.unpriced(f"unknown model {model!r}", model=model)
 
+    # -- budgets ------------------------------------------------------------------
+    def reserve_call(self, span: OpenSpan, amount: Decimal | None) -> Any:
+        """Reserve ``amount`` against every budget matching ``span`` (before the call runs).
+
+        Returns the reservation to settle, or ``None`` when no budget is
+        configured. Raises :class:`~faremeter.BudgetExceeded` when a ``deny``
+        budget would be crossed; the caller records the denial.
+        """
+        manager = self.budgets
+        if manager is None:
+            return None
+        return manager.reserve(
+            attributes=span.attributes,
+            trace_id=span.trace_id,
+            amount=amount,
+            kind=span.kind.value,
+            name=span.name,
+        )
+
+    def settle_call(self, reservation: Any, cost: Cost | None, *, failed: bool = False) -> None:
+        """Settle a reservation to what the call really cost (or release it on failure)."""
+        if reservation is None:
+            return
+        try:
+            if failed or cost is None:
+                reservation.release()
+            else:
+                reservation.settle(cost.total)
+        except Exception:  # a budget store fault must not break the app after the call ran
+            self._faults += 1
+            logger.exception("faremeter: settling a budget reservation failed")
+
     # -- spans --------------------------------------------------------------------
     def trace(self, name: str, **attributes: Any) -> SpanScope:
         """Open a new trace (one agent run / task) as a ``with`` block.
@@ -343,9 +277,14 @@ class Meter:
     ) -> OpenSpan:
         """Start a span whose end will be reported later (adapters use this).
 
+        A model call started inside another open model call (a LangChain model
+        that calls LiteLLM, a LlamaIndex LLM wrapping another) marks the outer
+        one a *wrapper*: the call closest to the provider carries the cost and
+        the wrapper records $0, so one provider request is charged once.
+
         Args:
             name: What to call it.
-            kind: agent, chain, llm, tool, retrieval, embedding or cache.
+            kind: agent, chain, llm, tool, retrieval or embedding.
             parent: The parent span; defaults to the current span of this
                 context (so spans from any framework nest under the enclosing
                 ``meter.trace`` / adapter span).
@@ -359,6 +298,7 @@ class Meter:
         """
         if parent is None:
             parent = current_span()
+        kind = kind if type(kind) is SpanKind else SpanKind(kind)
         merged: dict[str, Any] = dict(self.default_attributes)
         if parent is not None:
             merged.update(parent.attributes)
@@ -373,18 +313,22 @@ class Meter:
         else:
             trace = parent.trace
             parent_id = parent.span_id
+            if kind in _PRICED_KINDS:
+                _mark_wrapper(parent, kind)
+        trace.opened()
         return OpenSpan(
             meter=self,
             trace=trace,
             span_id=self.ids.span_id(),
             parent_span_id=parent_id,
             name=name,
-            kind=kind if type(kind) is SpanKind else SpanKind(kind),
+            kind=kind,
             start_ns=self.clock() if start_ns is None else start_ns,
             attributes=merged,
             model=model,
             provider=provider,
             tags=tags,
+            parent=None if new_trace else parent,
         )
 
     def _finish(
@@ -403,15 +347,26 @@ class Meter:
         content: Mapping[str, Any] | None,
         attributes: Mapping[str, Any] | None,
     ) -> SpanRecord | None:
+        trace = span.trace
         try:
             model = model or span.model
-            if cost is None:
+            if span.wrapper and span.kind in _PRICED_KINDS:
+                # The call below, closest to the provider, carries the cost.
+                cost, usage, saved = Cost(), None, None
+                span.attributes.update(_WRAPPER_ATTRS)
+            elif cost is None:
                 cost = self._default_cost(span, status, usage, model)
             if attributes:
                 span.attributes.update(clean_attributes(attributes))
+            if error is not None:
+                error = describe_error(error, keep_content=self.store_content)
+                if error_class is None and status is SpanStatus.ERROR:
+                    from faremeter.error_classes import classify_error
+
+                    error_class = classify_error(error)
             # Positional, in SpanRecord's field order (see build_record).
             record = build_record(
-                span.trace.trace_id,
+                trace.trace_id,
                 span.span_id,
                 span.parent_span_id,
                 span.name,
@@ -427,17 +382,22 @@ class Meter:
                 self._price_version(cost),
                 span.attributes,
                 span.tags,
-                _describe_error(error),
+                error,
                 error_class,
                 content if self.store_content else None,
             )
-            trace = span.trace
             trace.add(record)
             if trace.root is span:
                 # The root's record now stands in for it; keeping the reference
                 # would tie span and trace in a cycle that only the cyclic GC
                 # frees (measurably slower per run than plain refcounting).
                 trace.root = None
+            for listener in self._listeners:
+                try:
+                    listener(record)
+                except Exception:  # an exporter's fault must not lose the span
+                    self._faults += 1
+                    logger.exception("faremeter: span listener %r failed", listener)
             self.ledger.record(record)
             return record
         except Exception:  # faremeter's own fault must never break the host app
@@ -450,9 +410,9 @@ class Meter:
     ) -> Cost:
         if span.kind in _PRICED_KINDS:
             if usage is None:
-                # A failed request is not billed; a finished one without counts
-                # cost *something* we do not know — unpriced, never $0.
-                if status is SpanStatus.ERROR:
+                # A failed or refused request is not billed; a finished one
+                # without counts cost *something* we do not know — unpriced, never $0.
+                if status is SpanStatus.ERROR or status is SpanStatus.DENIED:
                     return Cost()
                 return Cost.unpriced("no usage reported", model=model)
             if not model:
@@ -550,90 +510,81 @@ class Meter:
 
         Without prices the catalog's tool price for ``name`` applies (unpriced
         if none is configured). ``units`` computes billable units from the
-        result (e.g. ``len`` of returned records) for per-unit prices. A tool
-        that raises is recorded as an error span, not charged, and the
-        exception propagates unchanged. Works on sync and async functions.
+        result (e.g. ``len`` of returned records) for per-unit prices. A known
+        per-call price is reserved against budgets first: a denied tool never
+        runs. A tool that raises is recorded as an error span, not charged,
+        and the exception propagates unchanged. Works on sync and async
+        functions.
         """
-        per_call = None if price_per_call is None else to_decimal(price_per_call)
-        per_unit = None if price_per_unit is None else to_decimal(price_per_unit)
-        for label, value in (("price_per_call", per_call), ("price_per_unit", per_unit)):
-            if value is not None and value < 0:
-                raise ValueError(f"{label} must be >= 0, got {value}")
+        if price_per_call is not None or price_per_unit is not None:
+            ToolPricing("_", price_per_call=price_per_call, price_per_unit=price_per_unit, units=None)
 
         def decorate(func: Callable[P, R]) -> Callable[P, R]:
-            tool_name = name or func.__name__
-
-            def price(result: Any) -> Cost:
-                n_units = units(result) if units is not None else None
-                if per_call is None and per_unit is None:
-                    return self.catalog.tool_cost(tool_name, calls=1, units=n_units)
-                amount = per_call or Decimal(0)
-                if per_unit is not None:
-                    amount += per_unit * to_decimal(n_units or 0)
-                return Cost.of_tool(amount)
-
-            def finish(span: OpenSpan, result: Any) -> None:
-                try:
-                    cost = price(result)
-                except Exception:  # a bad units() must not break the tool
-                    logger.exception("faremeter: pricing tool %r failed", tool_name)
-                    cost = Cost.unpriced("pricing the tool failed")
-                span.end(cost=cost)
-
-            if inspect.iscoroutinefunction(func):
-                async_func: Callable[..., Awaitable[Any]] = func
-
-                @functools.wraps(func)
-                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                    span = self.start_span(tool_name, kind=SpanKind.TOOL)
-                    token = activate(span)
-                    try:
-                        result = await async_func(*args, **kwargs)
-                    except BaseException as exc:
-                        span.end(status=SpanStatus.ERROR, error=exc, cost=Cost())
-                        raise
-                    finally:
-                        deactivate(token)
-                    finish(span, result)
-                    return result
-
-                return async_wrapper  # type: ignore[return-value]
-
-            @functools.wraps(func)
-            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                span = self.start_span(tool_name, kind=SpanKind.TOOL)
-                token = activate(span)
-                try:
-                    result = func(*args, **kwargs)
-                except BaseException as exc:
-                    span.end(status=SpanStatus.ERROR, error=exc, cost=Cost())
-                    raise
-                finally:
-                    deactivate(token)
-                finish(span, result)
-                return result
-
-            return wrapper
+            pricing = ToolPricing(
+                name or func.__name__,
+                price_per_call=price_per_call,
+                price_per_unit=price_per_unit,
+                units=units,
+            )
+            return wrap_priced_tool(self, func, pricing)
 
         if fn is not None:
             return decorate(fn)
         return decorate
 
+    # -- listeners ----------------------------------------------------------------
+    def add_span_listener(self, listener: Callable[[SpanRecord], None]) -> Callable[[], None]:
+        """Call ``listener`` with every span this meter finishes; returns its remover.
+
+        Listeners (exporters, live anomaly detection, metrics) run on the
+        recording thread right after the span joined its trace and before it
+        is queued for the ledger, so they must be quick and must not block;
+        their exceptions are logged and counted, never raised into the app.
+        """
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return remove
+
     # -- lifecycle ----------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
-        """Write everything recorded so far; True when it all reached storage."""
+        """Finish in-flight calls and write everything recorded so far.
+
+        First waits (at most ``timeout``, default 5 s for this part) for calls
+        that adapters started and that end on their own — LiteLLM ends sync
+        calls on a logging thread — so that after a True return every call
+        made inside a trace is in the ledger and in its ``t.cost``. Streams a
+        consumer has not drained yet are not waited for.
+
+        Returns:
+            True when nothing is in flight any more and it all reached storage.
+        """
+        from faremeter.calls import drain_calls
+
+        deadline = time.monotonic() + (5.0 if timeout is None else timeout)
+        drained = drain_calls(self, deadline)
         if self._ledger is None:
-            return True
-        return self._ledger.flush(timeout)
+            return drained
+        left = None if timeout is None else max(0.0, deadline - time.monotonic())
+        return self._ledger.flush(left) and drained
 
     def close(self) -> None:
         """Flush and release the ledger."""
         if self._ledger is not None:
             self._ledger.close()
+        default_meter.forget(self)
 
-    def health(self) -> LedgerHealth:
-        """The ledger's state: queued, written, dropped, failures, last error."""
-        return self.ledger.health()
+    def health(self) -> MeterHealth:
+        """The ledger's state (queued, written, dropped, failures) and faremeter's own faults."""
+        return MeterHealth(self.ledger.health(), self._faults)
+
+    def count_fault(self) -> None:
+        """Count one of faremeter's own faults (adapters call it when they swallow one)."""
+        self._faults += 1
 
     def __enter__(self) -> Meter:
         return self
@@ -642,29 +593,11 @@ class Meter:
         self.close()
 
 
-_default_meter: Meter | None = None
-_default_lock = threading.Lock()
-
-
-def get_meter() -> Meter:
-    """The process-wide meter adapters use when given none (created on first use)."""
-    global _default_meter
-    meter = _default_meter
-    if meter is None:
-        with _default_lock:
-            if _default_meter is None:
-                config_path = os.environ.get("FAREMETER_CONFIG")
-                if config_path or Path("faremeter.toml").exists():
-                    _default_meter = Meter.from_config(config_path)
-                else:
-                    _default_meter = Meter()
-            meter = _default_meter
-    return meter
-
-
-def set_meter(meter: Meter | None) -> Meter | None:
-    """Install ``meter`` as the process-wide default; returns the previous one."""
-    global _default_meter
-    with _default_lock:
-        previous, _default_meter = _default_meter, meter
-    return previous
+def _mark_wrapper(parent: OpenSpan, kind: SpanKind) -> None:
+    """Mark the nearest open model call above a new one as its wrapper."""
+    node: OpenSpan | None = parent
+    while node is not None:
+        if node.kind is kind and not node.ended:
+            node.wrapper = True
+            return
+        node = node.parent

@@ -33,25 +33,42 @@ class TraceState:
     handle), so a long-lived process does not accumulate finished traces.
     """
 
-    __slots__ = ("_lock", "cost", "records", "root", "trace_id", "unpriced")
+    __slots__ = ("_lock", "cost", "open_spans", "records", "root", "trace_id", "unpriced")
 
     def __init__(self, trace_id: str) -> None:
         self.trace_id = trace_id
         self.records: list[SpanRecord] = []
         self.cost: Decimal = ZERO
         self.unpriced = 0
+        self.open_spans = 0
         self.root: OpenSpan | None = None
         self._lock = threading.Lock()
+
+    def opened(self) -> None:
+        """Count a span that started and has not ended yet (see :attr:`pending`)."""
+        with self._lock:
+            self.open_spans += 1
 
     def add(self, record: SpanRecord) -> None:
         """Count a finished span into the running totals."""
         total = record.cost.total
         with self._lock:
             self.records.append(record)
+            self.open_spans -= 1
             if total is None:
                 self.unpriced += 1
             else:
                 self.cost += total
+
+    @property
+    def pending(self) -> int:
+        """Spans of this trace started and not yet finished (calls still in flight).
+
+        A trace whose block has exited can still have calls in flight: LiteLLM
+        ends sync calls on its logging thread, streams end when drained. Their
+        cost is not in :attr:`cost` yet; ``meter.flush()`` waits for them.
+        """
+        return max(self.open_spans, 0)
 
     def tree(self) -> TraceTree:
         """The tree of spans finished so far, plus open ancestors as placeholders."""
@@ -78,12 +95,14 @@ class OpenSpan:
         "meter",
         "model",
         "name",
+        "parent",
         "parent_span_id",
         "provider",
         "span_id",
         "start_ns",
         "tags",
         "trace",
+        "wrapper",
     )
 
     def __init__(
@@ -100,10 +119,13 @@ class OpenSpan:
         model: str | None = None,
         provider: str | None = None,
         tags: tuple[str, ...] = (),
+        parent: OpenSpan | None = None,
     ) -> None:
         self.meter = meter
         self.trace = trace
         self.span_id = span_id
+        self.parent = parent  # the open parent object, for current_span() and wrapper marking
+        self.wrapper = False  # a model call another model call was made inside (priced below)
         self.parent_span_id = parent_span_id
         self.name = name
         self.kind = kind

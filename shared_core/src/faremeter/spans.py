@@ -82,7 +82,6 @@ class SpanKind(StrEnum):
     TOOL = "tool"
     RETRIEVAL = "retrieval"
     EMBEDDING = "embedding"
-    CACHE = "cache"
 
 
 class SpanStatus(StrEnum):

@@ -18,8 +18,9 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
+from faremeter.context import clean_attributes
+from faremeter.error_classes import classify_error
 from faremeter.meter import Meter
-from faremeter_litellm._translate import classify_error
 
 if TYPE_CHECKING:
     from faremeter_litellm._logger import FaremeterLogger
@@ -49,19 +50,17 @@ class Instrumentation:
         self.logger = logger
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait for LiteLLM's logging thread to finish started calls, then flush the meter.
+        """Flush the meter: an alias of ``meter.flush()``.
 
-        LiteLLM runs success hooks of sync calls on a thread pool after the
-        call returned; call this before reading the ledger (tests, scripts,
-        shutdown). Router calls whose every attempt failed are closed here.
-        Do not call it from inside a running event loop; use :meth:`aflush`.
+        ``meter.flush()`` itself waits for LiteLLM's logging thread to finish
+        the calls it set up (sync calls are logged after they returned) and
+        closes Router calls whose every attempt failed. Do not call it from
+        inside a running event loop; use :meth:`aflush`.
 
         Returns:
             True when every started call finished and the ledger took it all.
         """
-        done = self.logger.recorder.wait(timeout)
-        self.logger.recorder.close_idle_calls(0)
-        return self.logger.recorder.meter.flush(timeout) and done
+        return self.logger.recorder.meter.flush(timeout)
 
     async def aflush(self, timeout: float = 5.0) -> bool:
         """:meth:`flush` for async code: drains LiteLLM's async logging worker first."""
@@ -69,17 +68,17 @@ class Instrumentation:
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout)
-        done = await self.logger.recorder.await_idle(timeout)
-        self.logger.recorder.close_idle_calls(0)
         meter = self.logger.recorder.meter
-        flushed = await asyncio.get_running_loop().run_in_executor(None, meter.flush, timeout)
-        return flushed and done
+        return await asyncio.get_running_loop().run_in_executor(None, meter.flush, timeout)
 
     def uninstrument(self) -> None:
         """Remove the logger from every LiteLLM callback list it was copied into."""
         global _active
         import litellm
 
+        from faremeter_litellm._logger import watch_setup
+
+        watch_setup(self.logger.recorder, False)
         for name in _CALLBACK_LISTS:
             callbacks = getattr(litellm, name, None)
             if isinstance(callbacks, list):
@@ -102,17 +101,18 @@ def instrument(meter: Meter | None = None, **attributes: Any) -> Instrumentation
     global _active
     import litellm
 
-    from faremeter_litellm._logger import FaremeterLogger
+    from faremeter_litellm._logger import FaremeterLogger, watch_setup
 
     with _lock:
         handle = _active
         if handle is None:
             handle = _active = Instrumentation(FaremeterLogger(meter, **attributes))
         else:
-            handle.logger.recorder._meter = meter  # pyright: ignore[reportPrivateUsage]
-            handle.logger.recorder.attributes = dict(attributes)
+            handle.logger.recorder.calls.meter = meter
+            handle.logger.recorder.calls.attributes = clean_attributes(attributes)
         if not any(c is handle.logger for c in litellm.callbacks):
             litellm.callbacks.append(handle.logger)
+        watch_setup(handle.logger.recorder, True)
     return handle
 
 

@@ -11,9 +11,52 @@ from litellm.integrations.custom_logger import CustomLogger
 from faremeter.meter import Meter
 from faremeter_litellm._recorder import Recorder
 
-__all__ = ["FaremeterLogger"]
+__all__ = ["FaremeterLogger", "watch_setup"]
 
 logger = logging.getLogger("faremeter.litellm")
+
+_watchers: list[Recorder] = []
+_original_setup: Any = None
+
+
+def _setup(*args: Any, **kwargs: Any) -> Any:
+    """``litellm.utils.function_setup``, then tell the recorders who the caller is.
+
+    LiteLLM has no hook that runs in the caller's context for *every* call
+    (``log_pre_api_call`` skips cache hits and custom providers, and a sync
+    cache hit is logged from an executor with an empty context); its
+    ``function_setup`` does run there, for every SDK call.
+    """
+    result = _original_setup(*args, **kwargs)
+    try:
+        call_kwargs = result[1] if isinstance(result, tuple) else {}
+        if isinstance(call_kwargs, Mapping):
+            cid: Any = call_kwargs.get("litellm_call_id")  # pyright: ignore[reportUnknownMemberType]
+            expect = call_kwargs.get("stream") is not True  # pyright: ignore[reportUnknownMemberType]
+            for recorder in tuple(_watchers):
+                recorder.setup(cid if isinstance(cid, str) else None, expect=expect)
+    except Exception:  # never break the user's call
+        logger.debug("faremeter: LiteLLM setup hook failed", exc_info=True)
+    return result
+
+
+def watch_setup(recorder: Recorder, on: bool) -> None:
+    """Start (or stop) telling ``recorder`` about every call LiteLLM sets up."""
+    global _original_setup
+    import litellm.utils
+
+    if on:
+        if recorder not in _watchers:
+            _watchers.append(recorder)
+        if _original_setup is None:
+            _original_setup = litellm.utils.function_setup
+            litellm.utils.function_setup = _setup  # type: ignore[assignment]
+    else:
+        if recorder in _watchers:
+            _watchers.remove(recorder)
+        if not _watchers and _original_setup is not None:
+            litellm.utils.function_setup = _original_setup
+            _original_setup = None
 
 
 def _kw(value: Any) -> Mapping[str, Any]:

@@ -1,19 +1,25 @@
-"""The state between LiteLLM's "call starts" and "call ended" hooks.
+"""LiteLLM hook payloads → core call-lifecycle calls.
 
-LiteLLM fires ``log_pre_api_call`` inline, in the caller's thread and
-context (for ``acompletion`` too: it runs in an executor with a copied
-context), but its success/failure hooks later, on a logging thread (sync) or
-a logging-worker task (async), where a sync stream's context is already lost.
-So the span is *started* in the pre-call hook — parent and attribution come
-from the caller — and *ended* by whichever final hook arrives, keyed by
-``litellm_call_id``. A call that never fired the pre-call hook (a cache hit)
-is started at its end, from the context the hook runs in.
+LiteLLM fires ``log_pre_api_call`` inline, in the caller's context, but its
+success/failure hooks later, on a logging thread (sync) or a logging-worker
+task (async), where the caller's context is often gone (a sync cache hit is
+logged from an executor with an empty context). So:
+
+* :meth:`Recorder.setup` runs where LiteLLM builds its logging object for a
+  call (``function_setup``, for every SDK call, cache hits and custom
+  providers included) and remembers the caller's span and attribution by
+  ``litellm_call_id``; ``meter.flush()`` then knows the call is in flight;
+* the span is started at ``log_pre_api_call`` (or, for a call that never
+  fires it, at its end) under that remembered caller;
+* whichever final hook arrives ends it through the core's
+  :class:`~faremeter.calls.CallTracker`, which prices, estimates, classifies
+  and redacts.
 
 Router attempts share a ``litellm_trace_id``: the first attempt opens a
-logical call span and every attempt (retry or fallback) becomes its child.
-A success closes the call; a call whose attempts all failed has no "final"
-hook in the SDK, so it is closed by :meth:`Recorder.close_idle_calls` after
-``router_grace_s`` without a new attempt (and by every flush).
+logical call span and every attempt (retry or fallback) becomes its child. A
+call whose attempts all failed has no "final" hook in the SDK, so it is closed
+by :meth:`Recorder.close_idle_calls` after ``router_grace_s`` without a new
+attempt (and by every flush).
 
 No LiteLLM import here: the recorder is driven by plain dicts, which keeps it
 fuzzable and cheap to import.
@@ -21,34 +27,30 @@ fuzzable and cheap to import.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from faremeter.context import current_span
+from faremeter.calls import CallTracker
+from faremeter.context import current_attributes, current_span
 from faremeter.cost import Cost
-from faremeter.meter import Meter, get_meter
+from faremeter.meter import Meter
 from faremeter.open_span import OpenSpan
 from faremeter.spans import SpanKind, SpanStatus
 from faremeter_litellm import _translate as tr
 
 __all__ = ["Recorder"]
 
-logger = logging.getLogger("faremeter.litellm")
-
 _EMBEDDING_CALLS = frozenset({"embedding", "aembedding"})
-_DONE_MEMORY = 50_000
+_MEMORY = 50_000  # call ids remembered (callers, finished calls)
 
 
 @dataclass(slots=True)
-class _Call:
+class _RouterCall:
     """One Router call: the logical span and what its attempts did so far."""
 
     span: OpenSpan
@@ -58,22 +60,28 @@ class _Call:
     last_change: float = field(default_factory=time.monotonic)
 
 
-@dataclass(slots=True)
-class _Attempt:
-    span: OpenSpan
-    call_key: str | None
+@dataclass(slots=True, frozen=True)
+class _Caller:
+    span: OpenSpan | None
+    attributes: Mapping[str, Any]
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
 
 
-def _ns(value: Any) -> float | None:
+def _seconds(value: Any) -> float | None:
     if isinstance(value, dt.datetime):
         return value.timestamp()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+def _remember(store: OrderedDict[str, Any], key: str, value: Any) -> None:
+    store[key] = value
+    if len(store) > _MEMORY:
+        store.popitem(last=False)
 
 
 class Recorder:
@@ -83,7 +91,7 @@ class Recorder:
         meter: Where to record; ``None`` means :func:`faremeter.get_meter` at use.
         attributes: Attribution stamped on every span this logger records.
         max_open: Bound on calls started but never finished (an abandoned
-            stream); the oldest are ended as ``error`` beyond it.
+            stream); the oldest are recorded as never finished beyond it.
         router_grace_s: How long a Router call whose attempts all failed waits
             for another attempt before it is closed as ``error``.
     """
@@ -96,48 +104,57 @@ class Recorder:
         max_open: int = 10_000,
         router_grace_s: float = 30.0,
     ) -> None:
-        self._meter = meter
-        self.attributes = dict(attributes or {})
-        self.max_open = max_open
+        self.calls = CallTracker(
+            meter,
+            attributes=attributes,
+            where="litellm",
+            max_open=max_open,
+            waits_on_flush=True,
+            drain=self._drain,
+        )
         self.router_grace_s = router_grace_s
-        self._attempts: OrderedDict[str, _Attempt] = OrderedDict()
-        self._calls: dict[str, _Call] = {}
+        self._router: dict[str, _RouterCall] = {}
+        self._attempt_call: dict[str, str] = {}  # attempt id -> router call key
+        self._callers: OrderedDict[str, _Caller] = OrderedDict()
+        self._expected: OrderedDict[str, float] = OrderedDict()  # set up, not yet ended
         self._done: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
         self._last_sweep = time.monotonic()
-        self._busy = 0  # hooks between claiming an attempt and recording it
 
     @property
     def meter(self) -> Meter:
         """The meter spans go to."""
-        return self._meter or get_meter()
+        return self.calls.meter
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        """Attribution stamped on every span."""
+        return self.calls.attributes
 
     # -- hooks ------------------------------------------------------------------
+    def setup(self, call_id: str | None, *, expect: bool = True) -> None:
+        """LiteLLM is setting up a call in the caller's context: remember the caller.
+
+        ``expect``: ``meter.flush()`` should wait for this call's log (not for
+        a stream, which ends when its consumer drains it).
+        """
+        if not call_id:
+            return
+        caller = _Caller(current_span(), current_attributes())
+        with self._lock:
+            _remember(self._callers, call_id, caller)
+            if expect:
+                _remember(self._expected, call_id, time.monotonic())
+
     def start(self, kwargs: Mapping[str, Any]) -> None:
         """A call is about to reach the provider (``log_pre_api_call``)."""
         cid = tr.call_id(kwargs)
-        if cid is None:
+        if cid is None or cid in self.calls:
             return
         with self._lock:
-            if cid in self._attempts or cid in self._done:
+            if cid in self._done:
                 return
-        attempt = self._open(kwargs, start_ns=None, end_ts=None, start_ts=None)
-        evicted: list[_Attempt] = []
-        with self._lock:
-            if cid in self._attempts:  # a concurrent duplicate hook won the race
-                evicted.append(attempt)
-            else:
-                self._attempts[cid] = attempt
-                while len(self._attempts) > self.max_open:
-                    evicted.append(self._attempts.popitem(last=False)[1])
-        for stale in evicted:
-            stale.span.end(
-                status=SpanStatus.ERROR,
-                error="call never finished (abandoned stream?)",
-                cost=Cost.unpriced("never finished"),
-            )
-            self._attempt_done(stale, None, ok=False)
+        self._open(cid, kwargs, None)
 
     def success(
         self, kwargs: Mapping[str, Any], response: Any, start_time: Any, end_time: Any
@@ -152,19 +169,22 @@ class Recorder:
                     return  # a per-chunk event, not the end of the stream
             else:
                 response = final
-        attempt = self._claim(kwargs, start_time, end_time)
-        if attempt is None:
+        cid = self._claim(kwargs, start_time, end_time)
+        if cid is None:
             return
         try:
-            self._succeed(attempt, kwargs, response)
+            self._succeed(cid, kwargs, response)
         finally:
-            self._release()
+            self._logged(cid)
 
-    def _succeed(self, attempt: _Attempt, kwargs: Mapping[str, Any], response: Any) -> None:
-        span = attempt.span
-        model = span.model or tr.metadata(kwargs).get("deployment") or ""
-        price_model = self._price_name(kwargs, str(model)) if model else None
-        usage = tr.usage_of(kwargs, response, str(model) or None)
+    def _logged(self, cid: str) -> None:
+        with self._lock:
+            self._expected.pop(cid, None)
+
+    def _succeed(self, cid: str, kwargs: Mapping[str, Any], response: Any) -> None:
+        span = self.calls.span(cid)
+        model = span.model if span is not None else None
+        model = model or str(tr.metadata(kwargs).get("deployment") or "") or None
         attrs: dict[str, Any] = {}
         theirs = tr.litellm_cost(kwargs)
         if theirs is not None:
@@ -172,28 +192,15 @@ class Recorder:
         response_model = getattr(response, "model", None)
         if isinstance(response_model, str) and response_model and response_model != model:
             attrs["response_model"] = response_model[:200]
-        content = self._content(kwargs, response)
-        if kwargs.get("cache_hit") is True:
-            saved: Decimal | None = None
-            if usage is not None and price_model:
-                saved = self.meter.price(price_model, usage).total
-            span.end(
-                status=SpanStatus.CACHED,
-                usage=usage,
-                cost=Cost(),
-                saved=saved,
-                attributes=attrs,
-                content=content,
-            )
-        else:
-            if usage is None:
-                cost = Cost.unpriced("no usage reported")
-            elif price_model:
-                cost = self.meter.price(price_model, usage)
-            else:
-                cost = Cost.unpriced("no model name reported")
-            span.end(usage=usage, cost=cost, attributes=attrs, content=content)
-        self._attempt_done(attempt, None, ok=True, kwargs=kwargs)
+        self.calls.end(
+            cid,
+            usage=tr.reported_usage(kwargs, response),
+            completion=tr.completion_text(response),
+            cached=kwargs.get("cache_hit") is True,
+            price_as=self._price_name(kwargs, model) if model else None,
+            attributes=attrs,
+        )
+        self._attempt_done(cid, None, ok=True, kwargs=kwargs)
 
     def failure(
         self, kwargs: Mapping[str, Any], response: Any, start_time: Any, end_time: Any
@@ -202,93 +209,65 @@ class Recorder:
 
         A failure is not free when the provider billed it (a stream cut short
         after tokens were generated): LiteLLM then leaves the consumed usage in
-        ``combined_usage_object``, which is priced here.
+        ``combined_usage_object``, which is priced.
         """
-        attempt = self._claim(kwargs, start_time, end_time)
-        if attempt is None:
+        cid = self._claim(kwargs, start_time, end_time)
+        if cid is None:
             return
         try:
-            self._fail(attempt, kwargs)
+            self._fail(cid, kwargs)
         finally:
-            self._release()
+            self._logged(cid)
 
-    def _fail(self, attempt: _Attempt, kwargs: Mapping[str, Any]) -> None:
+    def _fail(self, cid: str, kwargs: Mapping[str, Any]) -> None:
         error = kwargs.get("exception")
         if not isinstance(error, BaseException):
-            error = str(kwargs.get("traceback_exception") or "LiteLLM call failed")[:500]
-        error_class = tr.classify_error(error)
+            error = str(kwargs.get("traceback_exception") or "LiteLLM call failed")
         billed = kwargs.get("combined_usage_object")
-        model = attempt.span.model
-        usage = None
-        if billed is not None:
-            usage = tr.usage_of({"combined_usage_object": billed}, None, model)
-        cost = Cost()  # a failed request is not billed ...
-        if usage is not None:  # ... unless tokens were consumed before it failed
-            cost = self.meter.price(self._price_name(kwargs, model), usage) if model else Cost()
-        attempt.span.end(
-            status=SpanStatus.ERROR,
-            error=error,
-            error_class=error_class,
-            usage=usage,
-            cost=cost,
+        usage = tr.reported_usage({"combined_usage_object": billed}, None) if billed else None
+        span = self.calls.span(cid)
+        model = span.model if span is not None else None
+        record = self.calls.fail(
+            cid, error, usage=usage, price_as=self._price_name(kwargs, model) if model else None
         )
-        self._attempt_done(attempt, error_class, ok=False)
+        self._attempt_done(cid, record.error_class if record else None, ok=False)
 
     # -- internals ----------------------------------------------------------------
-    def _claim(self, kwargs: Mapping[str, Any], start_time: Any, end_time: Any) -> _Attempt | None:
-        """The open attempt for this call, removed so it ends exactly once."""
+    def _claim(self, kwargs: Mapping[str, Any], start_time: Any, end_time: Any) -> str | None:
+        """The open call for this hook (started now if it never was), or None if ended."""
         cid = tr.call_id(kwargs)
+        if cid is None:
+            cid = f"anonymous-{id(kwargs)}-{time.monotonic_ns()}"
         with self._lock:
-            if cid is not None:
-                if cid in self._done:
-                    return None  # sync and async hooks both fired, or a duplicate
-                self._done[cid] = None
-                if len(self._done) > _DONE_MEMORY:
-                    self._done.popitem(last=False)
-                attempt = self._attempts.pop(cid, None)
-                if attempt is not None:
-                    self._busy += 1
-                    return attempt
-            self._busy += 1
+            if cid in self._done:
+                return None  # sync and async hooks both fired, or a duplicate
+            _remember(self._done, cid, None)
         self._maybe_sweep()
-        start_ts, end_ts = _ns(start_time), _ns(end_time)
-        try:
-            return self._open(kwargs, start_ns=None, start_ts=start_ts, end_ts=end_ts)
-        except BaseException:
-            self._release()
-            raise
+        if cid not in self.calls:
+            start_ns = None
+            start_s, end_s = _seconds(start_time), _seconds(end_time)
+            if start_s is not None and end_s is not None and end_s >= start_s:
+                start_ns = self.meter.clock() - int((end_s - start_s) * 1e9)
+            self._open(cid, kwargs, start_ns)
+        return cid
 
-    def _release(self) -> None:
-        with self._lock:
-            self._busy -= 1
-            self._idle.notify_all()
-
-    def _open(
-        self,
-        kwargs: Mapping[str, Any],
-        *,
-        start_ns: int | None,
-        start_ts: float | None,
-        end_ts: float | None,
-    ) -> _Attempt:
-        meter = self.meter
-        if start_ns is None and start_ts is not None and end_ts is not None and end_ts >= start_ts:
-            start_ns = meter.clock() - int((end_ts - start_ts) * 1e9)
+    def _open(self, cid: str, kwargs: Mapping[str, Any], start_ns: int | None) -> None:
         params = _mapping(kwargs.get("litellm_params"))
         model = kwargs.get("model")
         model = model if isinstance(model, str) and model else None
         provider: Any = kwargs.get("custom_llm_provider") or params.get("custom_llm_provider")
-        provider = provider if isinstance(provider, str) and provider else None
-        attrs: dict[str, Any] = dict(self.attributes)
+        with self._lock:
+            caller = self._callers.pop(cid, None)
+        parent = caller.span if caller is not None else current_span()
+        attrs: dict[str, Any] = dict(caller.attributes) if caller is not None else {}
         attrs.update(tr.attribution(kwargs))
-        cid = tr.call_id(kwargs)
-        if cid:
-            attrs["litellm_call_id"] = cid
-        parent = current_span()
-        call_key: str | None = None
+        attrs["litellm_call_id"] = cid
         router = tr.router_info(kwargs)
         if router is not None:
-            call_key, parent = self._router_call(router, attrs, parent, start_ns)
+            key, parent = self._router_call(router, attrs, parent, start_ns)
+            if key is not None:
+                with self._lock:
+                    self._attempt_call[cid] = key
             attrs.update(
                 model_group=router["model_group"],
                 deployment=router["deployment"],
@@ -297,16 +276,20 @@ class Recorder:
                 attempted_fallbacks=router["attempted_fallbacks"],
             )
         kind = SpanKind.EMBEDDING if kwargs.get("call_type") in _EMBEDDING_CALLS else SpanKind.LLM
-        span = meter.start_span(
-            model or "litellm",
+        optional = _mapping(kwargs.get("optional_params"))
+        max_tokens = optional.get("max_tokens") or optional.get("max_completion_tokens")
+        self.calls.start(
+            cid,
+            name=model or "litellm",
             kind=kind,
             parent=parent,
-            attributes=attrs,
             model=model,
-            provider=provider,
+            provider=provider if isinstance(provider, str) and provider else None,
+            attributes=attrs,
+            prompt=tr.prompt_texts(kwargs.get("messages") or kwargs.get("input")),
+            max_tokens=max_tokens if type(max_tokens) is int else None,
             start_ns=start_ns,
         )
-        return _Attempt(span=span, call_key=call_key)
 
     def _router_call(
         self,
@@ -320,7 +303,7 @@ class Recorder:
             return None, parent
         key = f"{trace}:{router['original_model_group']}"
         with self._lock:
-            call = self._calls.get(key)
+            call = self._router.get(key)
             if call is None:
                 span = self.meter.start_span(
                     f"litellm.router:{router['original_model_group']}",
@@ -329,7 +312,7 @@ class Recorder:
                     attributes={**attrs, "model_group": router["original_model_group"]},
                     start_ns=start_ns,
                 )
-                call = self._calls[key] = _Call(span=span)
+                call = self._router[key] = _RouterCall(span=span)
             call.open_attempts += 1
             call.attempts += 1
             call.last_change = time.monotonic()
@@ -337,17 +320,15 @@ class Recorder:
 
     def _attempt_done(
         self,
-        attempt: _Attempt,
+        cid: str,
         error_class: str | None,
         *,
         ok: bool,
         kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        key = attempt.call_key
-        if key is None:
-            return
         with self._lock:
-            call = self._calls.get(key)
+            key = self._attempt_call.pop(cid, None)
+            call = self._router.get(key) if key is not None else None
             if call is None:
                 return
             call.open_attempts -= 1
@@ -355,7 +336,7 @@ class Recorder:
             if not ok:
                 call.last_error_class = error_class or "error"
                 return
-            del self._calls[key]
+            del self._router[key]  # pyright: ignore[reportArgumentType]
         router = tr.router_info(kwargs or {}) or {}
         fell_back = bool(router.get("attempted_fallbacks")) or (
             router.get("model_group") != router.get("original_model_group")
@@ -386,11 +367,11 @@ class Recorder:
         with self._lock:
             stale = [
                 (k, c)
-                for k, c in self._calls.items()
+                for k, c in self._router.items()
                 if c.open_attempts <= 0 and now - c.last_change >= grace
             ]
             for key, _ in stale:
-                del self._calls[key]
+                del self._router[key]
         for _, call in stale:
             call.span.end(
                 status=SpanStatus.ERROR,
@@ -403,7 +384,7 @@ class Recorder:
 
     def _maybe_sweep(self) -> None:
         now = time.monotonic()
-        if self._calls and now - self._last_sweep > 1.0:
+        if self._router and now - self._last_sweep > 1.0:
             self._last_sweep = now
             self.close_idle_calls()
 
@@ -424,36 +405,35 @@ class Recorder:
             return f"{provider}/{model}"
         return model
 
-    def _content(self, kwargs: Mapping[str, Any], response: Any) -> dict[str, Any] | None:
-        if not self.meter.store_content:
-            return None
-        return {
-            "messages": str(kwargs.get("messages") or kwargs.get("input") or ""),
-            "response": tr._completion_text(response),  # pyright: ignore[reportPrivateUsage]
-        }
-
     # -- waiting ------------------------------------------------------------------
     def pending(self) -> int:
-        """Calls started (pre-call hook seen) and not yet finished."""
+        """Calls set up or started and not yet finished."""
         with self._lock:
-            return len(self._attempts) + self._busy
+            expected = len(self._expected)
+        return max(expected, self.calls.in_flight())
+
+    def _drain(self, deadline: float) -> None:
+        """Wait (until ``deadline``) for calls LiteLLM set up but has not logged yet.
+
+        Covers calls that never fire ``log_pre_api_call`` (cache hits, custom
+        providers): the tracker cannot see them, this does.
+        """
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                # A call set up long ago and never logged (LiteLLM dropped the
+                # log task, or the call raised before logging): stop waiting.
+                while self._expected and next(iter(self._expected.values())) < now - 60:
+                    self._expected.popitem(last=False)
+                if not self._expected:
+                    break
+            if now >= deadline:
+                return
+            time.sleep(0.002)
+        self.close_idle_calls(0)
 
     def wait(self, timeout: float = 5.0) -> bool:
-        """Block until every started call has finished; True if none is left."""
+        """Block until every set-up or started call has finished; True if none is left."""
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._attempts or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
-
-    async def await_idle(self, timeout: float = 5.0) -> bool:
-        """:meth:`wait` for async code: polls without blocking the event loop."""
-        deadline = time.monotonic() + timeout
-        while self.pending():
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.002)
-        return True
+        self._drain(deadline)
+        return self.calls.wait_idle(deadline) and not self._expected

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from faremeter.estimate import estimate_usage
 from faremeter.normalize import safe_parse_usage
 from faremeter.spans import ATTRIBUTE_NAME
 from faremeter.spans import ATTRIBUTION_KEYS as CORE_ATTRIBUTION_KEYS
@@ -21,11 +20,12 @@ __all__ = [
     "ATTRIBUTION_KEYS",
     "attribution",
     "call_id",
-    "classify_error",
+    "completion_text",
     "litellm_cost",
     "metadata",
+    "prompt_texts",
+    "reported_usage",
     "router_info",
-    "usage_of",
 ]
 
 ATTRIBUTION_KEYS = (*CORE_ATTRIBUTION_KEYS, "team_id")
@@ -49,29 +49,6 @@ _PROXY_ADMIN_USER = "default_user_id"
 """``user_api_key_user_id`` of the proxy's master key (LiteLLM's
 ``LITELLM_PROXY_ADMIN_NAME``): a placeholder, not a person, so a request made
 with the master key may name its user itself."""
-
-# Most specific first: ContextWindowExceededError is a BadRequestError, etc.
-_ERROR_CLASSES = (
-    ("ContextWindowExceededError", "context_window"),
-    ("ContentPolicyViolationError", "content_policy"),
-    ("RateLimitError", "rate_limit"),
-    ("BudgetExceededError", "budget"),
-    ("BudgetExceeded", "budget"),
-    ("Timeout", "timeout"),
-    ("APITimeoutError", "timeout"),
-    ("TimeoutError", "timeout"),
-    ("APIConnectionError", "connection"),
-    ("ConnectionError", "connection"),
-    ("ServiceUnavailableError", "server_error"),
-    ("InternalServerError", "server_error"),
-    ("BadGatewayError", "server_error"),
-    ("AuthenticationError", "auth"),
-    ("PermissionDeniedError", "auth"),
-    ("NotFoundError", "not_found"),
-    ("UnprocessableEntityError", "bad_request"),
-    ("BadRequestError", "bad_request"),
-)
-
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
@@ -166,28 +143,6 @@ def router_info(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def classify_error(error: Any) -> str | None:
-    """Normalise a LiteLLM / OpenAI / httpx exception to faremeter's error classes.
-
-    Classes are matched by name along the MRO (no LiteLLM import), most
-    specific first; an unknown exception with an HTTP ``status_code`` of 5xx
-    is a ``server_error``. Returns ``None`` when nothing matches.
-    """
-    if not isinstance(error, BaseException):
-        return None
-    names = {cls.__name__ for cls in type(error).__mro__}
-    for name, klass in _ERROR_CLASSES:
-        if name in names:
-            return klass
-    status = getattr(error, "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool):
-        if status == 429:
-            return "rate_limit"
-        if status >= 500:
-            return "server_error"
-    return None
-
-
 def litellm_cost(kwargs: Mapping[str, Any]) -> float | None:
     """LiteLLM's own price of the call, or ``None`` when it had none.
 
@@ -204,7 +159,8 @@ def litellm_cost(kwargs: Mapping[str, Any]) -> float | None:
     return float(value)
 
 
-def _text_of(messages: Any) -> list[str]:
+def prompt_texts(messages: Any) -> list[str]:
+    """The text of each prompt message (or embedding input), for estimates and redaction."""
     out: list[str] = []
     if isinstance(messages, str):
         return [messages]
@@ -220,7 +176,8 @@ def _text_of(messages: Any) -> list[str]:
     return out
 
 
-def _completion_text(response: Any) -> str:
+def completion_text(response: Any) -> str:
+    """The generated text of a completion response (every choice)."""
     choices: Any = getattr(response, "choices", None)
     if choices is None:
         choices = _mapping(response).get("choices")
@@ -236,27 +193,16 @@ def _completion_text(response: Any) -> str:
     return "".join(out)
 
 
-def usage_of(kwargs: Mapping[str, Any], response: Any, model: str | None) -> Usage | None:
-    """The call's usage: reported by the response, else estimated from the text.
+def reported_usage(kwargs: Mapping[str, Any], response: Any) -> Usage | None:
+    """The usage the response (or a stream cut short) reported, or ``None``.
 
     Embeddings report only ``prompt_tokens``/``total_tokens``; the core's parser
-    counts those as input. When the response carries no usage at all (some
-    OpenAI-compatible servers), the prompt and completion text are counted and
-    the usage is marked ``estimated``.
+    counts those as input. Whether the counts are believable against the
+    texts is the core's call (usage honesty), not this module's.
     """
     usage_payload: Any = getattr(response, "usage", None)
     if usage_payload is None:
         usage_payload = _mapping(response).get("usage")
     if usage_payload is None:
         usage_payload = kwargs.get("combined_usage_object")  # a stream cut short
-    usage = safe_parse_usage(usage_payload, where="litellm response usage")
-    if usage is not None and usage.total_tokens > 0:
-        return usage
-    prompt = _text_of(kwargs.get("messages") or kwargs.get("input"))
-    completion = _completion_text(response)
-    if not prompt and not completion:
-        return usage
-    try:
-        return estimate_usage(model, prompt, completion)
-    except Exception:  # an estimate is best effort
-        return usage
+    return safe_parse_usage(usage_payload, where="litellm")

@@ -81,6 +81,9 @@ def make_test_meter(
         kwargs.setdefault("clock", FakeClock())
         kwargs.setdefault("ids", SequentialIds())
     kwargs.setdefault("ledger", "memory")
+    # Test meters never become the process default by being created first:
+    # tests choose it explicitly (``faremeter.set_meter``) when they want that.
+    kwargs.setdefault("_register", False)
     return Meter(catalog=catalog, **kwargs)
 
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from faremeter.meter import Meter, set_meter
+from faremeter.default_meter import set_meter
+from faremeter.meter import Meter
 from faremeter.testing import make_test_meter
 
 
