@@ -46,7 +46,7 @@ from faremeter.cost import Cost
 from faremeter.default_meter import get_meter
 from faremeter.error_classes import classify_error
 from faremeter.errors import BudgetExceeded
-from faremeter.estimate import reconcile_usage
+from faremeter.estimate import Texts, reconcile_usage
 from faremeter.redact import describe_error
 from faremeter.spans import SpanKind, SpanRecord, SpanStatus
 from faremeter.usage import Usage
@@ -85,7 +85,9 @@ def _log_fault(where: str, hook: str, exc: BaseException) -> None:
     )
 
 
-def safe_hook(where: str, *, allow: tuple[type[BaseException], ...] = (BudgetExceeded,)) -> Callable[[F], F]:
+def safe_hook(
+    where: str, *, allow: tuple[type[BaseException], ...] = (BudgetExceeded,)
+) -> Callable[[F], F]:
     """Make a framework hook never raise into the host app (sync or async).
 
     Only ``allow`` exceptions — a budget denial, by default — propagate; any
@@ -146,7 +148,7 @@ class _Call:
         self.span = span
         self.owned = owned  # False: an alias standing for its parent's span
         self.token: contextvars.Token[OpenSpan | None] | None = None
-        self.prompt: str | Sequence[str] | None = None
+        self.prompt: Texts = None
         self.completion: list[str] | None = None  # streamed text seen so far
         self.usage: Usage | None = None  # usage noted before the end (last stream chunk)
         self.model: str | None = None
@@ -154,10 +156,14 @@ class _Call:
         self.deadline = 0.0  # > 0: deferred (a stream) until then
 
 
-def _text_parts(value: str | Sequence[str] | None) -> list[str]:
+def _text_parts(value: Texts) -> list[str]:
+    if callable(value):
+        value = value()
     if value is None:
         return []
-    return [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if v]
 
 
 class CallTracker:
@@ -247,7 +253,7 @@ class CallTracker:
         provider: str | None = None,
         attributes: Mapping[str, Any] | None = None,
         tags: tuple[str, ...] = (),
-        prompt: str | Sequence[str] | None = None,
+        prompt: Texts = None,
         max_tokens: int | None = None,
         start_ns: int | None = None,
         activate: bool = False,
@@ -301,18 +307,20 @@ class CallTracker:
                 raise
         if activate:
             call.token = activate_span(span)
-        evicted: list[_Call] = []
-        with self._lock:
-            self._calls[key] = call
-            while len(self._calls) > self.max_open:
-                evicted.append(self._calls.popitem(last=False)[1])
-        for stale in evicted:
-            self._abandon(stale)
+        calls = self._calls
+        calls[key] = call  # a single dict operation: atomic, no lock on the hot path
+        if len(calls) > self.max_open:
+            evicted: list[_Call] = []
+            with self._lock:
+                while len(calls) > self.max_open:
+                    evicted.append(calls.popitem(last=False)[1])
+            for stale in evicted:
+                self._abandon(stale)
         return span
 
     @staticmethod
     def _estimate(
-        meter: Meter, model: str | None, prompt: str | Sequence[str] | None, max_tokens: int | None
+        meter: Meter, model: str | None, prompt: Texts, max_tokens: int | None
     ) -> Decimal | None:
         if not model:
             return None
@@ -378,24 +386,30 @@ class CallTracker:
     # -- end ---------------------------------------------------------------------------
     def _pop(self, key: Hashable) -> _Call | None:
         """Take ``key``'s call out; a caller that gets one must call :meth:`_recorded`."""
-        with self._lock:
-            call = self._calls.pop(key, None)
-            if call is None:
-                return None
-            if call.deadline:
+        if self.waits_on_flush:
+            # Flush must never see a call that is neither open nor counted as recording.
+            with self._lock:
+                call = self._calls.pop(key, None)
+                if call is not None and call.owned:
+                    self._recording += 1
+        else:
+            call = self._calls.pop(key, None)  # atomic; nothing waits on this tracker
+        if call is None:
+            return None
+        if call.deadline:
+            with self._lock:
                 self._deferred -= 1
-            if not call.owned:
-                return None
-            self._recording += 1
+        if not call.owned:
+            return None
         if call.token is not None:
             deactivate(call.token)
             call.token = None
         return call
 
     def _recorded(self) -> None:
-        with self._lock:
-            self._recording -= 1
-            if self.waits_on_flush:
+        if self.waits_on_flush:
+            with self._lock:
+                self._recording -= 1
                 self._idle.notify_all()
 
     def discard(self, key: Hashable) -> None:
@@ -407,7 +421,7 @@ class CallTracker:
         key: Hashable,
         *,
         usage: Usage | None = None,
-        completion: str | Sequence[str] | None = None,
+        completion: Texts = None,
         cached: bool = False,
         model: str | None = None,
         price_as: str | None = None,
@@ -448,15 +462,15 @@ class CallTracker:
         try:
             return self._record_call(
                 call,
-            usage=usage,
-            completion=completion,
-            cached=cached,
-            model=model,
-            price_as=price_as,
-            provider=provider,
-            cost=cost,
-            saved=saved,
-            status=status,
+                usage=usage,
+                completion=completion,
+                cached=cached,
+                model=model,
+                price_as=price_as,
+                provider=provider,
+                cost=cost,
+                saved=saved,
+                status=status,
                 attributes=attributes,
                 content=content,
                 end_ns=end_ns,
@@ -469,7 +483,7 @@ class CallTracker:
         call: _Call,
         *,
         usage: Usage | None,
-        completion: str | Sequence[str] | None,
+        completion: Texts,
         cached: bool,
         model: str | None,
         price_as: str | None,
@@ -541,7 +555,9 @@ class CallTracker:
         if call is None:
             return None
         try:
-            return self._fail_call(call, error, usage, model, price_as, cost, error_class, attributes, end_ns)
+            return self._fail_call(
+                call, error, usage, model, price_as, cost, error_class, attributes, end_ns
+            )
         finally:
             self._recorded()
 

@@ -10,9 +10,8 @@ or — if none was created — one built on first use from ``faremeter.toml`` /
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,6 +22,17 @@ __all__ = ["get_meter", "set_meter"]
 _default_meter: Meter | None = None
 _explicit = False
 _default_lock = threading.Lock()
+_factory: Callable[[], Meter] | None = None
+
+
+def set_factory(factory: Callable[[], Meter]) -> None:
+    """How :func:`get_meter` builds a meter when none exists (``faremeter.meter`` sets it).
+
+    A registered factory rather than an import keeps this module free of a
+    dependency on the meter module, which depends on this one.
+    """
+    global _factory
+    _factory = factory
 
 
 def get_meter() -> Meter:
@@ -30,16 +40,11 @@ def get_meter() -> Meter:
     global _default_meter
     meter = _default_meter
     if meter is None:
-        from faremeter.meter import Meter
-
+        if _factory is None:  # pragma: no cover - faremeter/__init__ imports the meter
+            raise RuntimeError("faremeter.meter is not imported; import faremeter first")
         with _default_lock:
             if _default_meter is None:
-                config_path = os.environ.get("FAREMETER_CONFIG")
-                if config_path or Path("faremeter.toml").exists():
-                    built = Meter.from_config(config_path, _register=False)
-                else:
-                    built = Meter(_register=False)
-                _default_meter = built
+                _default_meter = _factory()
             meter = _default_meter
     return meter
 

@@ -25,9 +25,12 @@ from pathlib import Path
 
 from faremeter.usage import Usage
 
-__all__ = ["count_tokens", "estimate_usage", "reconcile_usage"]
+__all__ = ["Texts", "count_tokens", "estimate_usage", "reconcile_usage"]
 
 logger = logging.getLogger("faremeter")
+
+Texts = str | Sequence[str] | Callable[[], str | Sequence[str]] | None
+"""Texts of a call, or a callable producing them when (and only when) needed."""
 
 MESSAGE_OVERHEAD_TOKENS = 4
 """Per-message framing tokens chat APIs add (role markers, separators)."""
@@ -141,16 +144,16 @@ def _has_text(parts: str | Sequence[str] | None) -> bool:
     if not parts:
         return False
     if isinstance(parts, str):
-        return bool(parts.strip())
-    return any(p and p.strip() for p in parts)
+        return not parts.isspace()
+    return any(p and not p.isspace() for p in parts)
 
 
 def reconcile_usage(
     usage: Usage | None,
     *,
     model: str | None,
-    prompt: str | Sequence[str] | None,
-    completion: str | Sequence[str] | None,
+    prompt: Texts,
+    completion: Texts,
 ) -> Usage | None:
     """The usage to charge: reported counts unless the response contradicts them.
 
@@ -164,8 +167,19 @@ def reconcile_usage(
       with a non-empty prompt;
     * otherwise the reported usage, untouched.
 
-    Never a reported $0 for a call that visibly did work.
+    Never a reported $0 for a call that visibly did work. ``prompt`` and
+    ``completion`` may be callables returning the texts: they are only read
+    when the reported counts need checking, which keeps the common case (a
+    provider that reported both counts) free of text extraction.
     """
+    if usage is not None and (
+        usage.source != "reported" or (usage.input_tokens and usage.output_tokens)
+    ):
+        return usage
+    if callable(prompt):
+        prompt = prompt()
+    if callable(completion):
+        completion = completion()
     has_prompt = _has_text(prompt)
     has_reply = _has_text(completion)
     if usage is None:

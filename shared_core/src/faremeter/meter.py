@@ -139,9 +139,7 @@ class Meter:
         return budgets
 
     @classmethod
-    def from_config(
-        cls, path: str | os.PathLike[str] | None = None, /, **overrides: Any
-    ) -> Meter:
+    def from_config(cls, path: str | os.PathLike[str] | None = None, /, **overrides: Any) -> Meter:
         """Build a meter from ``faremeter.toml`` (or ``FAREMETER_CONFIG``).
 
         Raises:
@@ -517,7 +515,9 @@ class Meter:
         functions.
         """
         if price_per_call is not None or price_per_unit is not None:
-            ToolPricing("_", price_per_call=price_per_call, price_per_unit=price_per_unit, units=None)
+            ToolPricing(
+                "_", price_per_call=price_per_call, price_per_unit=price_per_unit, units=None
+            )
 
         def decorate(func: Callable[P, R]) -> Callable[P, R]:
             pricing = ToolPricing(
@@ -591,6 +591,17 @@ class Meter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _from_environment() -> Meter:
+    """The meter :func:`faremeter.get_meter` builds when the app made none."""
+    config_path = os.environ.get("FAREMETER_CONFIG")
+    if config_path or Path("faremeter.toml").exists():
+        return Meter.from_config(config_path, _register=False)
+    return Meter(_register=False)
+
+
+default_meter.set_factory(_from_environment)
 
 
 def _mark_wrapper(parent: OpenSpan, kind: SpanKind) -> None:

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from faremeter import Cost, Meter, OpenSpan, SpanKind, Usage, get_meter
+from faremeter import Cost, Meter, SpanKind, Usage, get_meter
 from faremeter.calls import CallTracker, safe_hook
 from faremeter.context import clean_attributes
-from faremeter.cost import to_decimal
 from faremeter.normalize import safe_parse_usage
 from faremeter.spans import ATTRIBUTION_KEYS, validate_attribute_name
+from faremeter_langchain._translate import (
+    first_model,
+    has_priced_tool_child,
+    is_map,
+    reported_tool_cost,
+    texts,
+    user_tags,
+    valid_str,
+)
 
 __all__ = ["DEFAULT_METADATA_KEYS", "FaremeterCallbackHandler"]
 
@@ -32,91 +39,9 @@ DEFAULT_METADATA_KEYS: tuple[str, ...] = (*ATTRIBUTION_KEYS, "thread_id")
 """Run-metadata keys copied onto spans as attribution (``config={"metadata": ...}``)."""
 
 _WHERE = "langchain"
-_MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name")
-_MODEL_KEY_SET = frozenset(_MODEL_KEYS)
 _GRAPH_STEP_TAG = "graph:step:"
-_INTERNAL_TAG_PARTS = (":step:", "langsmith:")
 # LangGraph control flow (interrupts, Command(graph=PARENT)) travels as exceptions.
 _CONTROL_FLOW = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
-
-
-def _str(value: Any) -> str | None:
-    return value if type(value) is str and value else None
-
-
-def _is_map(value: Any) -> bool:
-    # LangChain's payloads are dicts; skip the slow ABC check for them.
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def _first_model(source: Any) -> str | None:
-    if type(source) is dict:  # the usual payload: skip the probes when no key can match
-        if not source or source.keys().isdisjoint(_MODEL_KEY_SET):
-            return None
-    elif not (source and isinstance(source, Mapping)):
-        return None
-    mapping = cast("Mapping[str, Any]", source)
-    for key in _MODEL_KEYS:
-        found = mapping.get(key)
-        if type(found) is str and found:
-            return found
-    return None
-
-
-def _text(value: Any) -> str:
-    """Text of a message, generation or prompt, for token estimates and content."""
-    if isinstance(value, str):
-        return value
-    message = getattr(value, "message", None)  # a generation: read its message
-    if message is not None:
-        value = message
-    try:
-        text = getattr(value, "text", None)
-    except Exception:  # malformed content (None, numbers) from a buggy integration
-        text = None
-    out = str(text) if isinstance(text, str) else ""
-    calls: Any = getattr(value, "tool_calls", None)
-    if isinstance(calls, list):
-        for call in cast("list[Any]", calls):
-            if isinstance(call, Mapping):  # tool-call arguments are generated tokens too
-                out += f"{call.get('name', '')}{call.get('args', '')}"  # pyright: ignore[reportUnknownMemberType]
-    return out
-
-
-def _user_tags(tags: list[str]) -> tuple[str, ...]:
-    """The run's own tags, without LangChain/LangGraph bookkeeping (``seq:step:1``…)."""
-    return tuple(t for t in tags if not any(p in t for p in _INTERNAL_TAG_PARTS))
-
-
-def _texts(items: Sequence[Any] | None) -> list[str]:
-    return [_text(item) for item in items or ()]
-
-
-def _reported_tool_cost(output: Any) -> Cost | None:
-    """A cost the tool reported: ``Cost``, ``{"cost": x}`` or ``.cost`` (or on its artifact)."""
-    for candidate in (getattr(output, "artifact", None), output):
-        if candidate is None:
-            continue
-        if isinstance(candidate, Cost):
-            return candidate
-        if isinstance(candidate, Mapping):
-            raw: Any = candidate.get("cost")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        else:
-            raw = getattr(candidate, "cost", None)
-        if isinstance(raw, Cost):
-            return raw
-        if raw is None or isinstance(raw, bool) or not isinstance(raw, Decimal | int | float | str):
-            continue
-        try:
-            amount = to_decimal(raw)
-        except (ValueError, ArithmeticError):
-            logger.debug("faremeter: ignoring tool-reported cost %r", raw)
-            continue
-        if amount < 0:
-            logger.debug("faremeter: ignoring negative tool cost %s", amount)
-            continue
-        return Cost.of_tool(amount)
-    return None
 
 
 class FaremeterCallbackHandler(BaseCallbackHandler):
@@ -220,8 +145,8 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
             kind=kind,
             parent_key=parent_run_id,
             attributes=self._attrs(metadata),
-            provider=_str(metadata.get("ls_provider")) if metadata else None,
-            tags=_user_tags(tags) if tags else (),
+            provider=valid_str(metadata.get("ls_provider")) if metadata else None,
+            tags=user_tags(tags) if tags else (),
             **call,
         )
 
@@ -237,14 +162,14 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
                 gens.append(gen)
                 message = getattr(gen, "message", None)
                 if model is None:
-                    model = _first_model(getattr(message, "response_metadata", None)) or (
-                        _first_model(getattr(gen, "generation_info", None))
+                    model = first_model(getattr(message, "response_metadata", None)) or (
+                        first_model(getattr(gen, "generation_info", None))
                     )
                 raw = getattr(message, "usage_metadata", None)
                 if not raw or raw in seen:
                     continue  # n>1 choices: providers copy the request's usage onto each
                 seen.append(raw)
-                if _is_map(raw) and raw.get("total_cost") == 0:
+                if is_map(raw) and raw.get("total_cost") == 0:
                     # BaseChatModel._convert_cached_generations stamps total_cost=0
                     # on every message it replays from the LLM cache.
                     cached = True
@@ -252,11 +177,11 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
                 if parsed is not None:
                     usage = parsed if usage is None else usage + parsed
         llm_output = getattr(response, "llm_output", None)
-        if llm_output is not None and _is_map(llm_output):
+        if llm_output is not None and is_map(llm_output):
             if usage is None:
                 raw = llm_output.get("token_usage") or llm_output.get("usage")
                 usage = safe_parse_usage(raw, where=_WHERE) if raw else None
-            model = model or _first_model(llm_output)
+            model = model or first_model(llm_output)
         return usage, model, cached, gens
 
     # -- model calls ----------------------------------------------------------
@@ -271,20 +196,25 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         kwargs: Mapping[str, Any],
     ) -> None:
         params = kwargs.get("invocation_params")
-        model = _str(metadata.get("ls_model_name")) if metadata else None
-        model = model or _first_model(params)
-        name = _str(kwargs.get("name")) or model or _str((serialized or {}).get("name")) or "llm"
-        max_tokens = params.get("max_tokens") if _is_map(params) else None
+        model = valid_str(metadata.get("ls_model_name")) if metadata else None
+        model = model or first_model(params)
+        name = (
+            valid_str(kwargs.get("name"))
+            or model
+            or valid_str((serialized or {}).get("name"))
+            or "llm"
+        )
+        max_tokens = params.get("max_tokens") if params is not None and is_map(params) else None
         self.calls.start(
             run_id,
             name=name,
             kind=SpanKind.LLM,
             parent_key=parent_run_id,
             model=model,
-            provider=_str(metadata.get("ls_provider")) if metadata else None,
+            provider=valid_str(metadata.get("ls_provider")) if metadata else None,
             attributes=self._attrs(metadata),
-            tags=_user_tags(tags) if tags else (),
-            prompt=_texts(prompts),
+            tags=user_tags(tags) if tags else (),
+            prompt=lambda: texts(prompts),
             max_tokens=max_tokens if type(max_tokens) is int else None,
             # Current while it runs: a provider layer called inside (LiteLLM)
             # nests under it, and the one-charge rule makes this a wrapper.
@@ -326,7 +256,9 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Close the ``llm`` span with the usage of every generation."""
         usage, model, cached, gens = self._read(response)
-        self.calls.end(run_id, usage=usage, completion=_texts(gens), model=model, cached=cached)
+        self.calls.end(
+            run_id, usage=usage, completion=lambda: texts(gens), model=model, cached=cached
+        )
 
     @safe_hook(_WHERE)
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -348,7 +280,7 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Open an ``agent`` (root) or ``chain`` (graph node) span."""
-        name = _str(kwargs.get("name")) or _str((serialized or {}).get("name")) or "chain"
+        name = valid_str(kwargs.get("name")) or valid_str((serialized or {}).get("name")) or "chain"
         self._start(run_id, parent_run_id, name, SpanKind.CHAIN, tags, metadata)
 
     @safe_hook(_WHERE)
@@ -377,7 +309,7 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Open a ``tool`` span named after the tool (the catalog prices by name)."""
-        name = _str((serialized or {}).get("name")) or _str(kwargs.get("name")) or "tool"
+        name = valid_str((serialized or {}).get("name")) or valid_str(kwargs.get("name")) or "tool"
         # Current while the tool body runs: @meter.priced_tool or another
         # framework called inside nests here.
         self._start(run_id, parent_run_id, name, SpanKind.TOOL, tags, metadata, activate=True)
@@ -388,8 +320,8 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         span = self.calls.span(run_id)
         if span is None:
             return
-        cost = _reported_tool_cost(output)
-        if cost is None and _has_priced_tool_child(span):
+        cost = reported_tool_cost(output)
+        if cost is None and has_priced_tool_child(span):
             cost = Cost()  # @meter.priced_tool inside already charged this call
         self.calls.end(run_id, cost=cost)
 
@@ -411,7 +343,11 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Open a ``retrieval`` span."""
-        name = _str(kwargs.get("name")) or _str((serialized or {}).get("name")) or "retriever"
+        name = (
+            valid_str(kwargs.get("name"))
+            or valid_str((serialized or {}).get("name"))
+            or "retriever"
+        )
         self._start(run_id, parent_run_id, name, SpanKind.RETRIEVAL, tags, metadata)
 
     @safe_hook(_WHERE)
@@ -423,12 +359,3 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Close the retrieval span as an error."""
         self.calls.fail(run_id, error)
-
-
-def _has_priced_tool_child(span: OpenSpan) -> bool:
-    for record in reversed(span.trace.records):
-        if record.end_ns < span.start_ns:
-            return False
-        if record.parent_span_id == span.span_id and record.kind is SpanKind.TOOL:
-            return record.cost.priced
-    return False

@@ -27,17 +27,17 @@ def _setup(*args: Any, **kwargs: Any) -> Any:
     cache hit is logged from an executor with an empty context); its
     ``function_setup`` does run there, for every SDK call.
     """
-    result = _original_setup(*args, **kwargs)
+    result: Any = _original_setup(*args, **kwargs)
     try:
-        call_kwargs = result[1] if isinstance(result, tuple) else {}
-        if isinstance(call_kwargs, Mapping):
-            cid: Any = call_kwargs.get("litellm_call_id")  # pyright: ignore[reportUnknownMemberType]
-            expect = call_kwargs.get("stream") is not True  # pyright: ignore[reportUnknownMemberType]
+        call_kwargs = _kw(result[1] if isinstance(result, tuple) else None)
+        if call_kwargs:
+            cid: Any = call_kwargs.get("litellm_call_id")
+            expect = call_kwargs.get("stream") is not True
             for recorder in tuple(_watchers):
                 recorder.setup(cid if isinstance(cid, str) else None, expect=expect)
     except Exception:  # never break the user's call
         logger.debug("faremeter: LiteLLM setup hook failed", exc_info=True)
-    return result
+    return result  # pyright: ignore[reportUnknownVariableType]
 
 
 def watch_setup(recorder: Recorder, on: bool) -> None:

@@ -50,6 +50,7 @@ _PROXY_ADMIN_USER = "default_user_id"
 ``LITELLM_PROXY_ADMIN_NAME``): a placeholder, not a person, so a request made
 with the master key may name its user itself."""
 
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
 

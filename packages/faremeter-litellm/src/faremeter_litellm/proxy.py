@@ -23,5 +23,5 @@ __all__ = ["handler"]
 
 handler = FaremeterLogger(None)
 if _environment := os.environ.get("FAREMETER_ENVIRONMENT"):
-    handler.recorder.attributes["environment"] = _environment
+    handler.recorder.calls.attributes = {**handler.recorder.attributes, "environment": _environment}
 """The logger instance the proxy registers (records into ``faremeter.get_meter()``)."""
