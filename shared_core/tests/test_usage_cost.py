@@ -163,3 +163,30 @@ def test_usage_addition_is_commutative_and_field_wise(a: Usage, b: Usage) -> Non
     assert a + b == b + a
     assert (a + b).input_tokens == a.input_tokens + b.input_tokens
     assert (a + b).cache_write_1h_tokens == a.cache_write_1h_tokens + b.cache_write_1h_tokens
+
+
+def test_money_reads_as_people_read_it() -> None:
+    from faremeter.cost import format_usd, tidy
+
+    assert tidy(Decimal("0.0100000")) == Decimal("0.01") and str(tidy(Decimal("0.0100000"))) == "0.01"
+    assert str(tidy(Decimal("100.000"))) == "100"
+    assert format_usd(Decimal("0.0100000")) == "$0.01"
+    assert format_usd(Decimal("0.00325")) == "$0.00325"
+    assert format_usd(Decimal("1234")) == "$1,234.00"
+    assert format_usd(None) == "unpriced"
+    assert format_usd(Decimal(0)) == "$0"
+
+
+def test_trace_tree_prints_as_a_tree() -> None:
+    from faremeter import Usage
+    from faremeter.testing import make_test_meter
+
+    m = make_test_meter(tools={"web_search": "0.005"})
+    with m.trace("research") as t:
+        m.record_llm("gpt-4o", Usage(input_tokens=800, output_tokens=300), step="plan")
+        m.record_tool("web_search")
+    text = str(t.tree())
+    assert text.splitlines()[1].startswith("research [agent]  $0.01")
+    assert "├─ gpt-4o [llm] step=plan  $0.005" in text
+    assert "└─ web_search [tool]  $0.005" in text
+    assert repr(t.cost) == "Decimal('0.01')"

@@ -12,12 +12,40 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Self
 
-__all__ = ["CURRENCY", "ZERO", "Cost", "to_decimal"]
+__all__ = ["CURRENCY", "ZERO", "Cost", "format_usd", "tidy", "to_decimal"]
 
 CURRENCY = "USD"
 ZERO = Decimal(0)
 
 _PARTS = ("input", "cache_read", "cache_write", "output", "reasoning", "tool")
+
+
+def tidy(amount: Decimal) -> Decimal:
+    """The same amount without trailing zeros (``0.0100000`` → ``0.01``), never in exponent form.
+
+    Sums of per-token prices carry the catalog's precision; equality is
+    unaffected, but people read ``Decimal('0.01')`` better.
+    """
+    if amount == amount.to_integral_value():
+        return amount.quantize(Decimal(1))
+    return amount.normalize()
+
+
+def format_usd(amount: Decimal | None, *, unpriced: str = "unpriced") -> str:
+    """Dollars as people read them: ``$0.142``, ``$0.0035``, ``$12.50``, ``$0``.
+
+    At least two decimals, more only where the amount has them (sub-cent agent
+    costs must not round to ``$0.00``); ``unpriced`` for ``None``.
+    """
+    if amount is None:
+        return unpriced
+    if amount == 0:
+        return "$0"
+    sign = "-" if amount < 0 else ""
+    text = f"{tidy(abs(amount)):f}"
+    whole, _, frac = text.partition(".")
+    frac = frac.ljust(2, "0")
+    return f"{sign}${int(whole):,}.{frac}"
 
 
 def to_decimal(value: Decimal | int | float | str) -> Decimal:

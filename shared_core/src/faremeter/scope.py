@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from faremeter.context import activate, deactivate
+from faremeter.cost import tidy
 from faremeter.errors import BudgetExceeded
 from faremeter.spans import SpanStatus
 from faremeter.tree import TraceTree
@@ -97,9 +98,9 @@ class SpanScope:
         """
         span = self._open()
         if self._new_trace:
-            return span.trace.cost
+            return tidy(span.trace.cost)
         node = self.tree().find_span(span.span_id)
-        return node.total_cost if node else Decimal(0)
+        return tidy(node.total_cost) if node else Decimal(0)
 
     @property
     def pending(self) -> int:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from faremeter.cost import ZERO
-from faremeter.spans import SpanRecord
+from faremeter.cost import ZERO, format_usd
+from faremeter.spans import SpanRecord, SpanStatus
 
 __all__ = ["TraceNode", "TraceTree"]
 
@@ -130,3 +130,46 @@ class TraceTree:
     def spans(self) -> Sequence[SpanRecord]:
         """All spans, depth-first."""
         return [node.span for _, node in self.walk()]
+
+    def render(self) -> str:
+        """The tree as text: one line per span with its total (and direct) cost.
+
+        ``print(t.tree())`` shows this; ``repr`` stays the full dataclass.
+        """
+        lines = [f"trace {self.trace_id}  total {format_usd(self.total_cost)}"]
+        if self.unpriced:
+            lines[0] += f"  ({self.unpriced} unpriced)"
+
+        def label(node: TraceNode) -> str:
+            span = node.span
+            what = span.kind.value
+            if span.model and span.model != span.name:
+                what += f" {span.model}"
+            step = span.attributes.get("step")
+            text = f"{span.name} [{what}]"
+            if step is not None and step != span.name:
+                text += f" step={step}"
+            if span.status is not SpanStatus.OK:
+                text += f" {span.status.value}"
+            cost = format_usd(node.total_cost)
+            if span.cost.total is None:
+                cost += " +unpriced"
+            elif node.children and node.direct_cost:
+                cost += f" (direct {format_usd(node.direct_cost)})"
+            if span.saved:
+                cost += f" saved {format_usd(span.saved)}"
+            return f"{text}  {cost}"
+
+        def walk(node: TraceNode, prefix: str, last: bool, top: bool) -> None:
+            branch = "" if top else ("└─ " if last else "├─ ")
+            lines.append(f"{prefix}{branch}{label(node)}")
+            child_prefix = prefix if top else prefix + ("   " if last else "│  ")
+            for i, child in enumerate(node.children):
+                walk(child, child_prefix, i == len(node.children) - 1, False)
+
+        for root in self.roots:
+            walk(root, "", True, True)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
