@@ -100,3 +100,15 @@ def test_uses_default_meter(meter: Meter) -> None:
     finally:
         faremeter.set_meter(previous)
     assert len(recorded_spans(meter)) == 1
+
+
+def test_import_does_not_pull_in_the_langsmith_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, faremeter_langchain; "
+        "print('langsmith.client' in sys.modules, 'langchain_core.tracers.context' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"], out.stdout
