@@ -26,6 +26,7 @@ from faremeter.tree import TraceNode, TraceTree
 from faremeter.usage import Usage
 
 if TYPE_CHECKING:
+    from faremeter.budgets import Budget
     from faremeter.ledger import Ledger
     from faremeter.pricing import ModelPrice, PriceCatalog, ToolPrice
 
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CURRENCY",
+    "Budget",
     "BudgetExceeded",
     "ConfigError",
     "Cost",
@@ -61,6 +63,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Budget": "faremeter.budgets",
     "PriceCatalog": "faremeter.pricing",
     "ModelPrice": "faremeter.pricing",
     "ToolPrice": "faremeter.pricing",

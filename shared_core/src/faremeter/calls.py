@@ -296,15 +296,16 @@ class CallTracker:
             span.trace.root = span
         call = _Call(span, True)
         call.prompt = prompt
-        if meter.budgets is not None:
+        if meter.budgets is not None and (kind in _PRICED or kind is SpanKind.TOOL):
             amount = reserve
             if kind in _PRICED and amount is None:
                 amount = self._estimate(meter, model, prompt, max_tokens)
-            try:
-                call.reservation = meter.reserve_call(span, amount)
-            except BudgetExceeded as exc:
-                span.end(status=SpanStatus.DENIED, error=exc, error_class="budget", cost=Cost())
-                raise
+            elif amount is None:
+                # A tool reserves only a price known before it runs (per call);
+                # tools nobody priced are free to faremeter, not "unpriced".
+                amount = meter.catalog.tool_cost(name).total
+            if amount is not None or kind in _PRICED:
+                call.reservation = self._reserve(meter, span, amount)
         if activate:
             call.token = activate_span(span)
         calls = self._calls
@@ -317,6 +318,14 @@ class CallTracker:
             for stale in evicted:
                 self._abandon(stale)
         return span
+
+    @staticmethod
+    def _reserve(meter: Meter, span: OpenSpan, amount: Decimal | None) -> Any:
+        try:
+            return meter.reserve_call(span, amount)
+        except BudgetExceeded as exc:
+            span.end(status=SpanStatus.DENIED, error=exc, error_class="budget", cost=Cost())
+            raise
 
     @staticmethod
     def _estimate(
