@@ -11,6 +11,8 @@ copy it: wrap the callable with :func:`bind` when handing work to a thread.
 from __future__ import annotations
 
 import contextvars
+import logging
+import threading
 from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -21,10 +23,18 @@ from faremeter.spans import AttributeValue, validate_attribute_name
 if TYPE_CHECKING:
     from faremeter.open_span import OpenSpan
 
-__all__ = ["attributes", "bind", "current_attributes", "current_span"]
+__all__ = [
+    "add_activation_hook",
+    "attributes",
+    "bind",
+    "current_attributes",
+    "current_span",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+logger = logging.getLogger("faremeter")
 
 _EMPTY: Mapping[str, AttributeValue] = MappingProxyType({})
 _MAX_CACHED_NAMES = 4096
@@ -101,9 +111,45 @@ def attributes(**attrs: Any) -> Generator[Mapping[str, AttributeValue]]:
         _attributes.reset(token)
 
 
+ActivationHook = tuple[Callable[["OpenSpan | None"], None], Callable[[], None]]
+_hooks: tuple[ActivationHook, ...] = ()
+_hooks_lock = threading.Lock()
+
+
+def add_activation_hook(
+    on_activate: Callable[[OpenSpan | None], None], on_deactivate: Callable[[], None]
+) -> Callable[[], None]:
+    """Call ``on_activate(span)`` after every :func:`activate`, ``on_deactivate()`` after each undo.
+
+    Returns the remover.
+
+    For context bridges (OpenTelemetry: make the current faremeter span the
+    current OTel span). Register at startup: hooks see activations from then on.
+    Hook exceptions are logged, never raised.
+    """
+    global _hooks
+    pair: ActivationHook = (on_activate, on_deactivate)
+    with _hooks_lock:
+        _hooks = (*_hooks, pair)
+
+    def remove() -> None:
+        global _hooks
+        with _hooks_lock:
+            _hooks = tuple(h for h in _hooks if h is not pair)
+
+    return remove
+
+
 def activate(span: OpenSpan | None) -> contextvars.Token[OpenSpan | None]:
     """Make ``span`` the current span; pass the token to :func:`deactivate`."""
-    return _span.set(span)
+    token = _span.set(span)
+    if _hooks:
+        for on_activate, _ in _hooks:
+            try:
+                on_activate(span)
+            except Exception:
+                logger.exception("faremeter: activation hook %r failed", on_activate)
+    return token
 
 
 def deactivate(token: contextvars.Token[OpenSpan | None]) -> None:
@@ -114,6 +160,12 @@ def deactivate(token: contextvars.Token[OpenSpan | None]) -> None:
         # Reset from a different context (e.g. a callback on another thread):
         # fall back to restoring the previous value rather than failing the app.
         _span.set(token.old_value if token.old_value is not contextvars.Token.MISSING else None)
+    if _hooks:
+        for _, on_deactivate in reversed(_hooks):
+            try:
+                on_deactivate()
+            except Exception:
+                logger.exception("faremeter: deactivation hook %r failed", on_deactivate)
 
 
 def bind(fn: Callable[P, R]) -> Callable[P, R]:

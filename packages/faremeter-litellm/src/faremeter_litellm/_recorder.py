@@ -154,7 +154,17 @@ class Recorder:
         with self._lock:
             if cid in self._done:
                 return
+        # Not made the current span: LiteLLM does not call log_post_api_call on
+        # every path (mock responses, some providers), and a span left current in
+        # the caller's context would parent the caller's next calls until
+        # LiteLLM's logging thread ends it.
         self._open(cid, kwargs, None)
+
+    def request_done(self, kwargs: Mapping[str, Any]) -> None:
+        """The provider answered (``log_post_api_call``): stop being the current span."""
+        cid = tr.call_id(kwargs)
+        if cid is not None:
+            self.calls.leave_context(cid)
 
     def success(
         self, kwargs: Mapping[str, Any], response: Any, start_time: Any, end_time: Any
@@ -251,7 +261,9 @@ class Recorder:
             self._open(cid, kwargs, start_ns)
         return cid
 
-    def _open(self, cid: str, kwargs: Mapping[str, Any], start_ns: int | None) -> None:
+    def _open(
+        self, cid: str, kwargs: Mapping[str, Any], start_ns: int | None, activate: bool = False
+    ) -> None:
         params = _mapping(kwargs.get("litellm_params"))
         model = kwargs.get("model")
         model = model if isinstance(model, str) and model else None
@@ -289,6 +301,7 @@ class Recorder:
             prompt=tr.prompt_texts(kwargs.get("messages") or kwargs.get("input")),
             max_tokens=max_tokens if type(max_tokens) is int else None,
             start_ns=start_ns,
+            activate=activate,
         )
 
     def _router_call(
