@@ -26,7 +26,8 @@ from faremeter.tree import TraceNode, TraceTree
 from faremeter.usage import Usage
 
 if TYPE_CHECKING:
-    from faremeter.budgets import Budget
+    from faremeter.budgets import Budget, BudgetManager, BudgetStatus
+    from faremeter.caching import ResponseCache, ToolCache
     from faremeter.ledger import Ledger
     from faremeter.pricing import ModelPrice, PriceCatalog, ToolPrice
 
@@ -36,6 +37,8 @@ __all__ = [
     "CURRENCY",
     "Budget",
     "BudgetExceeded",
+    "BudgetManager",
+    "BudgetStatus",
     "ConfigError",
     "Cost",
     "FaremeterError",
@@ -45,10 +48,12 @@ __all__ = [
     "ModelPrice",
     "OpenSpan",
     "PriceCatalog",
+    "ResponseCache",
     "SpanKind",
     "SpanRecord",
     "SpanScope",
     "SpanStatus",
+    "ToolCache",
     "ToolPrice",
     "TraceNode",
     "TraceTree",
@@ -64,6 +69,10 @@ __all__ = [
 
 _LAZY = {
     "Budget": "faremeter.budgets",
+    "BudgetManager": "faremeter.budgets",
+    "BudgetStatus": "faremeter.budgets",
+    "ToolCache": "faremeter.caching",
+    "ResponseCache": "faremeter.caching",
     "PriceCatalog": "faremeter.pricing",
     "ModelPrice": "faremeter.pricing",
     "ToolPrice": "faremeter.pricing",

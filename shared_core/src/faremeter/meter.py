@@ -29,6 +29,7 @@ from faremeter.spans import SpanKind, SpanRecord, SpanStatus, build_record
 from faremeter.usage import Usage
 
 if TYPE_CHECKING:
+    from faremeter.caching import ToolCache
     from faremeter.ledger import Ledger, LedgerHealth
     from faremeter.pricing import PriceCatalog
 
@@ -125,17 +126,20 @@ class Meter:
         self._warned_models: set[str] = set()
         self._faults = 0
         self._listeners: tuple[Callable[[SpanRecord], None], ...] = ()
-        self.budgets: Any = self._budget_manager(budgets, budget_store)
+        self.budgets: Any = self._budget_manager(budgets, budget_store, self.clock)
         if _register:
             default_meter.adopt(self)
 
-    def _budget_manager(self, budgets: Any, store: str | None) -> Any:
+    @staticmethod
+    def _budget_manager(budgets: Any, store: str | None, clock: Callable[[], int]) -> Any:
         if budgets is None:
             return None
         if isinstance(budgets, list | tuple):
             from faremeter.budgets import BudgetManager
 
-            return BudgetManager(list(budgets), store=store or "memory")  # type: ignore[arg-type]
+            # The meter's clock, so budget windows and span times agree (and tests
+            # with a fake clock roll windows deterministically).
+            return BudgetManager(list(budgets), store=store or "memory", clock=clock)  # pyright: ignore[reportUnknownArgumentType]
         return budgets
 
     @classmethod
@@ -156,6 +160,13 @@ class Meter:
             "queue_size": config.ledger.queue_size,
         }
         kwargs.update(overrides)
+        if config.budgets and "budgets" not in overrides:
+            from faremeter.budgets.config import budgets_from_config, manager_from_config
+
+            budgets = budgets_from_config(config.budgets, source=config.source)
+            clock = overrides.get("clock")
+            extra = {"clock": clock} if clock is not None else {}
+            kwargs["budgets"] = manager_from_config(budgets, config.budget_store, **extra)
         return cls(**kwargs)
 
     # -- parts --------------------------------------------------------------------
@@ -218,8 +229,8 @@ class Meter:
             attributes=span.attributes,
             trace_id=span.trace_id,
             amount=amount,
-            kind=span.kind.value,
-            name=span.name,
+            kind="tool" if span.kind is SpanKind.TOOL else "llm",
+            name=span.model or span.name,
         )
 
     def settle_call(self, reservation: Any, cost: Cost | None, *, failed: bool = False) -> None:
@@ -227,10 +238,12 @@ class Meter:
         if reservation is None:
             return
         try:
-            if failed or cost is None:
+            if failed:
                 reservation.release()
             else:
-                reservation.settle(cost.total)
+                # A call that ran but could not be priced commits its estimate
+                # (settle(None)): spend nobody can price is not free.
+                reservation.settle(None if cost is None else cost.total)
         except Exception:  # a budget store fault must not break the app after the call ran
             self._faults += 1
             logger.exception("faremeter: settling a budget reservation failed")
@@ -492,6 +505,7 @@ class Meter:
         price_per_call: Decimal | float | str | None = None,
         price_per_unit: Decimal | float | str | None = None,
         units: Callable[[Any], int | Decimal] | None = None,
+        cache: ToolCache | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def priced_tool(
@@ -503,6 +517,7 @@ class Meter:
         price_per_call: Decimal | float | str | None = None,
         price_per_unit: Decimal | float | str | None = None,
         units: Callable[[Any], int | Decimal] | None = None,
+        cache: ToolCache | None = None,
     ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a tool so each call is a priced ``tool`` span.
 
@@ -512,7 +527,9 @@ class Meter:
         per-call price is reserved against budgets first: a denied tool never
         runs. A tool that raises is recorded as an error span, not charged,
         and the exception propagates unchanged. Works on sync and async
-        functions.
+        functions. With ``cache`` (a :class:`~faremeter.ToolCache`), a repeated
+        call with the same arguments is served from the cache as a ``cached``
+        span that costs $0 and records what it ``saved``.
         """
         if price_per_call is not None or price_per_unit is not None:
             ToolPricing(
@@ -526,6 +543,10 @@ class Meter:
                 price_per_unit=price_per_unit,
                 units=units,
             )
+            if cache is not None:
+                from faremeter.caching.tool_cache import cache_priced_tool
+
+                return cache_priced_tool(self, cache, func, pricing)
             return wrap_priced_tool(self, func, pricing)
 
         if fn is not None:

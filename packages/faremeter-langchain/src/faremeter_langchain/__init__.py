@@ -16,11 +16,24 @@ from typing import TYPE_CHECKING, Any
 from faremeter_langchain._handler import DEFAULT_METADATA_KEYS, FaremeterCallbackHandler
 
 if TYPE_CHECKING:
+    from faremeter_langchain._cache import FaremeterLLMCache, cached_tool
     from faremeter_langchain._track import Tracking, track
 
-__all__ = ["DEFAULT_METADATA_KEYS", "FaremeterCallbackHandler", "Tracking", "track"]
+__all__ = [
+    "DEFAULT_METADATA_KEYS",
+    "FaremeterCallbackHandler",
+    "FaremeterLLMCache",
+    "Tracking",
+    "cached_tool",
+    "track",
+]
 
-_LAZY = {"track": "faremeter_langchain._track", "Tracking": "faremeter_langchain._track"}
+_LAZY = {
+    "track": "faremeter_langchain._track",
+    "Tracking": "faremeter_langchain._track",
+    "FaremeterLLMCache": "faremeter_langchain._cache",
+    "cached_tool": "faremeter_langchain._cache",
+}
 
 
 def __getattr__(name: str) -> Any:

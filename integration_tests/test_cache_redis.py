@@ -1,0 +1,252 @@
+"""Caches on real shared stores: one run across processes, restarts, outages.
+
+Needs Redis at 127.0.0.1:6379 (skips with how to start it otherwise); the
+outage test starts its own ``redis-server`` on a free port so it can kill it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faremeter import SpanStatus
+from faremeter.caching import SQLiteBackend, ToolCache
+from faremeter.caching.backends import CacheBackend
+from faremeter.caching.backends.redis import RedisBackend
+from faremeter.testing import make_test_meter, recorded_spans
+
+PRICE = Decimal("0.005")
+PROCESSES = 4
+
+
+def _redis_backend(url: str, prefix: str) -> RedisBackend:
+    return RedisBackend(url, prefix=prefix, socket_timeout=0.5)
+
+
+def _make_backend(spec: tuple[str, str, str]) -> CacheBackend:
+    kind, where, prefix = spec
+    if kind == "redis":
+        return _redis_backend(where, prefix)
+    return SQLiteBackend(where)
+
+
+def _worker(spec: tuple[str, str, str], counter_path: str, results: Any) -> None:
+    """One process: call the cached tool once, report what it recorded."""
+    import redis
+
+    meter = make_test_meter(tools={"web_search": PRICE})
+    backend = _make_backend(spec)
+    cache = ToolCache(meter=meter, backend=backend, poll_interval=0.01)
+    client: Any = redis.Redis.from_url(spec[1]) if spec[0] == "redis" else None  # pyright: ignore[reportUnknownMemberType]
+
+    def web_search(query: str) -> str:
+        # Count runs in a file every process appends to (O_APPEND writes are atomic).
+        with open(counter_path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        # Hold the lock until every process has started its call, so the other
+        # three are certainly waiting on it (bounded, in case one never starts).
+        for _ in range(1_000):
+            if _started(spec, client) >= PROCESSES:
+                break
+            time.sleep(0.01)
+        return f"results for {query}"
+
+    _start(spec, client)
+    value = cache.wrap(web_search)("faremeter")
+    statuses = [(s.status.value, str(s.saved)) for s in recorded_spans(meter)]
+    results.put((value, statuses))
+
+
+def _start(spec: tuple[str, str, str], client: Any) -> None:
+    if client is not None:
+        client.incr(spec[2] + "started")
+    else:
+        with open(spec[1] + ".started", "a") as f:
+            f.write("x\n")
+
+
+def _started(spec: tuple[str, str, str], client: Any) -> int:
+    if client is not None:
+        return int(client.get(spec[2] + "started") or 0)
+    try:
+        return len(Path(spec[1] + ".started").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def _run_processes(spec: tuple[str, str, str], tmp_path: Path) -> list[tuple[str, list[Any]]]:
+    ctx = multiprocessing.get_context("fork")
+    results: Any = ctx.Queue()
+    counter = tmp_path / "runs.txt"
+    counter.touch()
+    procs = [
+        ctx.Process(target=_worker, args=(spec, str(counter), results)) for _ in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert len(counter.read_text().splitlines()) == 1, "the tool body ran more than once"
+    return out
+
+
+def _assert_one_run(out: list[tuple[str, list[Any]]]) -> None:
+    assert {value for value, _ in out} == {"results for faremeter"}
+    statuses = sorted(s for _, spans in out for s in spans)
+    assert statuses == [("cached", str(PRICE))] * (PROCESSES - 1) + [("ok", "None")]
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"fm-test-cache-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def cleanup(redis_url: str, prefix: str) -> Iterator[None]:
+    yield
+    _redis_backend(redis_url, prefix).clear()
+
+
+def test_four_processes_on_redis_run_the_tool_once(
+    redis_url: str, prefix: str, cleanup: None, tmp_path: Path
+) -> None:
+    _assert_one_run(_run_processes(("redis", redis_url, prefix), tmp_path))
+
+
+def test_four_processes_on_sqlite_run_the_tool_once(tmp_path: Path) -> None:
+    _assert_one_run(_run_processes(("sqlite", str(tmp_path / "cache.db"), ""), tmp_path))
+
+
+def _store_in_child(url: str, prefix: str) -> None:
+    meter = make_test_meter(tools={"web_search": PRICE})
+    cache = ToolCache(meter=meter, backend=_redis_backend(url, prefix))
+
+    def web_search(query: str) -> str:
+        return f"fresh {query}"
+
+    cache.wrap(web_search)("q")
+
+
+def test_redis_entry_survives_a_process_restart(redis_url: str, prefix: str, cleanup: None) -> None:
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_store_in_child, args=(redis_url, prefix))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    meter = make_test_meter(tools={"web_search": PRICE})
+    cache = ToolCache(meter=meter, backend=_redis_backend(redis_url, prefix))
+    runs: list[str] = []
+
+    def web_search(query: str) -> str:
+        runs.append(query)
+        return "recomputed"
+
+    assert cache.wrap(web_search)("q") == "fresh q"
+    assert runs == []
+    (hit,) = recorded_spans(meter)
+    assert hit.status is SpanStatus.CACHED and hit.saved == PRICE
+
+
+# ---------------------------------------------------------------- a private Redis
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(500):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                break
+        except OSError:
+            time.sleep(0.01)
+    else:
+        proc.kill()
+        pytest.fail("private redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0", proc
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+        proc.wait()
+
+
+def test_redis_outage_degrades_to_a_miss(
+    private_redis: tuple[str, subprocess.Popen[bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, proc = private_redis
+    meter = make_test_meter(tools={"web_search": PRICE})
+    cache = ToolCache(meter=meter, backend=_redis_backend(url, "fm-outage:"))
+    runs: list[str] = []
+
+    @cache.wrap
+    def web_search(query: str) -> str:
+        runs.append(query)
+        return f"r-{query}"
+
+    assert web_search("a") == web_search("a") == "r-a"
+    assert runs == ["a"] and cache.stats.store_failures == 0
+    proc.kill()
+    proc.wait()
+    with caplog.at_level("WARNING", logger="faremeter.caching"):
+        assert web_search("a") == "r-a"  # the store is gone: a miss, not an error
+        assert web_search("b") == "r-b"
+    assert runs == ["a", "a", "b"]
+    assert cache.stats.store_failures >= 1
+    outage_logs = [r for r in caplog.records if "store failed" in r.getMessage()]
+    assert len(outage_logs) == 1  # logged once per outage, not per call
+    statuses = [s.status for s in recorded_spans(meter)]
+    assert statuses == [SpanStatus.OK, SpanStatus.CACHED, SpanStatus.OK, SpanStatus.OK]
+
+
+def _read_in_child(backend: SQLiteBackend, results: Any) -> None:
+    results.put(backend.get("parent"))
+    backend.set("child", "from the child", None)
+
+
+def test_sqlite_backend_survives_fork(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "cache.db")
+    backend.set("parent", "from the parent", None)
+    ctx = multiprocessing.get_context("fork")
+    results: Any = ctx.Queue()
+    child = ctx.Process(target=_read_in_child, args=(backend, results))
+    child.start()
+    assert results.get(timeout=30) == "from the parent"
+    child.join(30)
+    assert child.exitcode == 0
+    assert backend.get("child") == "from the child"
+
+
+def test_redis_backend_contract(redis_url: str, prefix: str, cleanup: None) -> None:
+    from faremeter.caching.contract import check_backend_contract
+
+    # Redis keeps its own clock (PX expiry): the TTL part runs against a
+    # deterministic clock in the memory/SQLite suite and via the cache's own
+    # expiry check (which every backend shares) in test_caching_tool.
+    check_backend_contract(_redis_backend(redis_url, prefix), None)
