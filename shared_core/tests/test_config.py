@@ -123,8 +123,7 @@ def test_env_var_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         ),
         (
             "[budgets.daily]\nlimit = 5\n",
-            "faremeter.toml: budgets: unknown section"
-            " (expected one of: aliases, ledger, prices, tools)",
+            "faremeter.toml: budgets: input should be a valid list",
         ),
         (
             "[ledger]\nqueue_size = 0\n",

@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
 )
 
+from faremeter.budgets.config import BudgetConfig, BudgetStoreConfig, budgets_from_config
 from faremeter.errors import ConfigError
 from faremeter.pricing.model_price import ModelPrice
 from faremeter.pricing.tools import ToolPrice
@@ -159,6 +160,8 @@ class FaremeterConfig(_Frozen):
     aliases: dict[str, str] = Field(default_factory=dict[str, str])
     tools: dict[str, ToolPriceConfig] = Field(default_factory=dict[str, ToolPriceConfig])
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    budgets: list[BudgetConfig] = Field(default_factory=list[BudgetConfig])
+    budget_store: BudgetStoreConfig = Field(default_factory=BudgetStoreConfig)
     _source: str = PrivateAttr(default="<defaults>")
 
     @property
@@ -229,6 +232,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<defaults>") -> Faremet
     for name, tool in config.tools.items():
         if tool.price_per_call is None and tool.price_per_unit is None:
             raise ConfigError(f"{source}: tools.{name}: needs price_per_call and/or price_per_unit")
+    budgets_from_config(config.budgets, source=source)  # ConfigError: file, budgets.<i>, reason
     config._source = source  # pyright: ignore[reportPrivateUsage]
     return config
 
