@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +23,32 @@ from faremeter.ledger.codec import (
     rollup,
 )
 from faremeter.ledger.filters import AttrRef, QueryFilter
-from faremeter.ledger.results import CostRow, CostSplit, PercentileRow, TimeBucket, TopTrace
+from faremeter.ledger.results import (
+    CostRow,
+    CostSplit,
+    GroupRow,
+    OutlierTrace,
+    PercentileRow,
+    TimeBucket,
+    TopTrace,
+    TracePath,
+    UsageGroup,
+    UsageTotal,
+)
 from faremeter.spans import SpanRecord
 
-__all__ = ["MemoryStore", "ns_to_datetime"]
+__all__ = [
+    "MemoryStore",
+    "collapse_runs",
+    "nearest_rank",
+    "ns_to_datetime",
+    "outlier_row",
+    "part_rows",
+    "path_element",
+    "usage_group_rows",
+    "usage_rest",
+    "usage_total_rows",
+]
 
 _I = {name: i for i, name in enumerate(SPAN_COLUMNS)}
 _LLM_KINDS = frozenset({"llm", "embedding"})
@@ -49,6 +71,25 @@ def span_key(attr: AttrRef) -> Callable[[Sequence[Any]], str | None]:
         return lambda r: r[i]
     name = attr.name
     return lambda r: attrs_of(r).get(name)
+
+
+def nearest_rank(q: float, n: int) -> int:
+    """1-based rank of quantile ``q`` among ``n`` sorted values (nearest-rank rule)."""
+    return max(1, math.ceil(q * n))
+
+
+def collapse_runs(elements: Sequence[str]) -> tuple[str, ...]:
+    """``(a, a, b, a)`` -> ``(a, b, a)``: a run of one element counts once."""
+    out: list[str] = []
+    for e in elements:
+        if not out or out[-1] != e:
+            out.append(e)
+    return tuple(out)
+
+
+def path_element(kind: str, name: str, step: str | None) -> str | None:
+    """What a span contributes to its trace's path: a tool's name, else its step."""
+    return name if kind == "tool" else step
 
 
 def _trace_key(attr: AttrRef) -> Callable[[TraceDelta], str | None]:
@@ -100,18 +141,16 @@ class MemoryStore:
         with self._lock:
             rows = list(self._rows.values())
         checks: list[Callable[[Sequence[Any]], bool]] = []
+        # Each check binds its own column and value: a closure over a shared
+        # loop variable would compare every check against the last column.
         if flt.trace_id is not None:
-            tid, i = flt.trace_id, _I["trace_id"]
-            checks.append(lambda r: r[i] == tid)
+            checks.append(lambda r, i=_I["trace_id"], v=flt.trace_id: r[i] == v)
         if flt.since_ns is not None:
-            lo, i = flt.since_ns, _I["start_ns"]
-            checks.append(lambda r: r[i] >= lo)
+            checks.append(lambda r, i=_I["start_ns"], lo=flt.since_ns: r[i] >= lo)
         if flt.until_ns is not None:
-            hi, i = flt.until_ns, _I["start_ns"]
-            checks.append(lambda r: r[i] < hi)
+            checks.append(lambda r, i=_I["start_ns"], hi=flt.until_ns: r[i] < hi)
         if flt.kind is not None:
-            kind, i = flt.kind, _I["kind"]
-            checks.append(lambda r: r[i] == kind)
+            checks.append(lambda r, i=_I["kind"], v=flt.kind: r[i] == v)
         for attr, value in flt.where:
             get = span_key(attr)
             checks.append(lambda r, get=get, value=value: get(r) == value)
@@ -240,6 +279,266 @@ class MemoryStore:
             )
             for t in traces
         ]
+
+    # -- analytics queries ---------------------------------------------------
+
+    def group_by(self, attrs: Sequence[AttrRef], flt: QueryFilter) -> list[GroupRow]:
+        """Group by several keys; same rules as ``cost_by`` for each key."""
+        rows = self._select(flt)
+        if any(a.kind == "field" and a.name == "tool" for a in attrs):
+            rows = [r for r in rows if r[_I["kind"]] == "tool"]
+        gets = [span_key(a) for a in attrs]
+        return [
+            GroupRow(
+                keys=key,
+                cost=c.cost,
+                spans=c.spans,
+                traces=c.traces,
+                unpriced=c.unpriced,
+                input_tokens=c.input_tokens,
+                output_tokens=c.output_tokens,
+            )
+            for key, c in _group_multi(rows, lambda r: tuple(g(r) for g in gets))
+        ]
+
+    def part_percentiles(
+        self, attr: AttrRef, quantiles: Sequence[float], flt: QueryFilter
+    ) -> list[PercentileRow]:
+        """Per (value, trace) sums, then nearest-rank quantiles per value."""
+        get = span_key(attr)
+        i_pico, i_trace = _I["cost_pico"], _I["trace_id"]
+        parts: dict[tuple[str | None, str], list[int]] = {}
+        for r in self._select(flt):
+            a = parts.setdefault((get(r), r[i_trace]), [0, 0])
+            pico = r[i_pico]
+            if pico is None:
+                a[1] += 1
+            else:
+                a[0] += pico
+        unpriced: dict[str | None, int] = {}
+        for (key, _), (_, missing) in parts.items():
+            if missing:
+                unpriced[key] = unpriced.get(key, 0) + 1
+        return part_rows(((key, a[0]) for (key, _), a in parts.items()), unpriced, quantiles)
+
+    def usage_groups(self, attr: AttrRef | None, flt: QueryFilter) -> list[UsageGroup]:
+        """Group by the encoded (attribute, model, usage, status) columns, like the SQL stores."""
+        i_model, i_usage, i_status, i_pico = _I["model"], _I["usage"], _I["status"], _I["cost_pico"]
+        get = None if attr is None else span_key(attr)
+        acc: dict[tuple[Any, Any, Any, Any], list[int]] = {}
+        for r in self._select(flt):
+            k = None if get is None else get(r)
+            a = acc.setdefault((k, r[i_model], r[i_usage], r[i_status]), [0, 0, 0])
+            a[0] += 1
+            pico = r[i_pico]
+            if pico is None:
+                a[2] += 1
+            else:
+                a[1] += pico
+        return usage_group_rows((*k, *a) for k, a in acc.items())
+
+    def usage_totals(self, attr: AttrRef | None, flt: QueryFilter) -> list[UsageTotal]:
+        """Sum usage per group, grouping on the same text the SQL stores cut."""
+        i_model, i_usage, i_status, i_pico = _I["model"], _I["usage"], _I["status"], _I["cost_pico"]
+        i_in, i_out = _I["input_tokens"], _I["output_tokens"]
+        get = None if attr is None else span_key(attr)
+        acc: dict[tuple[Any, ...], list[int]] = {}
+        for r in self._select(flt):
+            k = None if get is None else get(r)
+            pico = r[i_pico]
+            group = (k, r[i_model], r[i_status], int(pico is None), usage_rest(r[i_usage]))
+            a = acc.setdefault(group, [0, 0, 0, 0])
+            a[0] += 1
+            a[1] += pico or 0
+            a[2] += r[i_in] or 0
+            a[3] += r[i_out] or 0
+        return usage_total_rows((*k, *a) for k, a in acc.items())
+
+    def outliers(
+        self, attr: AttrRef, num: int, den: int, flt: QueryFilter, limit: int
+    ) -> list[OutlierTrace]:
+        """Traces above ``num/den`` x their group's median, most expensive first."""
+        get = _trace_key(attr)
+        groups: dict[str | None, list[TraceDelta]] = {}
+        for t in self._traces(flt):
+            groups.setdefault(get(t), []).append(t)
+        found: list[tuple[TraceDelta, str | None, int]] = []
+        for key, traces in groups.items():
+            traces.sort(key=lambda t: (t.total_pico, t.trace_id))
+            median = traces[nearest_rank(0.5, len(traces)) - 1].total_pico
+            found.extend((t, key, median) for t in traces if t.total_pico * den > median * num)
+        found.sort(key=lambda f: (-f[0].total_pico, f[0].trace_id))
+        return [outlier_row(t.trace_id, key, None if t.root is None else t.root[_I["name"]],
+                            t.total_pico, median, t.spans, t.unpriced, t.started_ns)
+                for t, key, median in found[:limit]]  # fmt: skip
+
+    def trace_paths(self, flt: QueryFilter) -> list[TracePath]:
+        """Raw step/tool sequences per trace, with the trace's full total."""
+        i_kind, i_name, i_step = _I["kind"], _I["name"], _I["step"]
+        i_trace, i_start, i_span = _I["trace_id"], _I["start_ns"], _I["span_id"]
+        seqs: dict[str, list[tuple[int, str, str]]] = {}
+        for r in self._select(flt):
+            element = path_element(r[i_kind], r[i_name], r[i_step])
+            if element is not None:
+                seqs.setdefault(r[i_trace], []).append((r[i_start], r[i_span], element))
+        with self._lock:
+            rows = list(self._rows.values())
+        totals = {t.trace_id: t for t in rollup(r for r in rows if r[i_trace] in seqs)}
+        out: list[TracePath] = []
+        for tid, seq in seqs.items():
+            seq.sort()
+            t = totals[tid]
+            out.append(
+                TracePath(
+                    trace_id=tid,
+                    elements=collapse_runs([e for _, _, e in seq]),
+                    cost=from_pico(t.total_pico),
+                    unpriced=t.unpriced,
+                    started=ns_to_datetime(t.started_ns),
+                )
+            )
+        return out
+
+
+def usage_group_rows(rows: Iterable[Sequence[Any]]) -> list[UsageGroup]:
+    """Decode ``(key, model, usage JSON, status, spans, cost_pico sum, unpriced)`` rows."""
+    import json
+
+    from faremeter.usage import Usage
+
+    return [
+        UsageGroup(
+            key=None if key is None else str(key),
+            model=model,
+            usage=None if usage is None else Usage.from_dict(json.loads(usage)),
+            status=str(status),
+            spans=int(n),
+            cost=from_pico(pico),
+            unpriced=int(unpriced or 0),
+        )
+        for key, model, usage, status, n, pico, unpriced in rows
+    ]
+
+
+USAGE_REST = ',"cache_read_tokens"'
+"""Where the counts other than input/output start in the codec's usage JSON."""
+
+
+def usage_rest(usage: str | None) -> str | None:
+    """The usage JSON from the cache-read count on (whole text if not in codec form)."""
+    if usage is None:
+        return None
+    i = usage.find(USAGE_REST)
+    return usage if i < 0 else usage[i:]
+
+
+def usage_total_rows(rows: Iterable[Sequence[Any]]) -> list[UsageTotal]:
+    """Decode ``(key, model, status, unpriced flag, rest, spans, pico, in, out)`` rows."""
+    import json
+
+    from faremeter.usage import Usage
+
+    out: list[UsageTotal] = []
+    for key, model, status, unpriced, rest, n, pico, tin, tout in rows:
+        n = int(n)
+        usage = None
+        if rest is not None:
+            text = str(rest)
+            counts: dict[str, Any] = json.loads("{" + text[1:] if text.startswith(",") else text)
+            counts.pop("input_tokens", None)
+            counts.pop("output_tokens", None)
+            source = counts.pop("source", "reported")
+            usage = Usage(
+                input_tokens=int(tin or 0),
+                output_tokens=int(tout or 0),
+                source=source,
+                **{k: int(v) * n for k, v in counts.items()},
+            )
+        out.append(
+            UsageTotal(
+                key=None if key is None else str(key),
+                model=model,
+                status=str(status),
+                priced=not int(unpriced),
+                spans=n,
+                cost=from_pico(pico),
+                usage=usage,
+            )
+        )
+    return out
+
+
+def part_rows(
+    parts: Iterable[tuple[Any, Any]],
+    unpriced: Mapping[str | None, int],
+    quantiles: Sequence[float],
+) -> list[PercentileRow]:
+    """Nearest-rank quantiles per key of ``(key, total_pico)`` per-trace parts.
+
+    ``unpriced`` counts, per key, the traces whose part has an unpriced span.
+
+    Shared by every store: the SQL stores sum the parts in the database (one
+    scan along the trace index) and rank them here, which is several times
+    faster than window functions over the hundreds of thousands of parts a
+    large ledger has.
+    """
+    groups: dict[str | None, list[int]] = {}
+    for key, pico in parts:
+        k = None if key is None else str(key)
+        groups.setdefault(k, []).append(int(pico or 0))
+    out: list[PercentileRow] = []
+    for key, values in groups.items():
+        values.sort()
+        n = len(values)
+        out.append(
+            PercentileRow(
+                key=key,
+                traces=n,
+                total=from_pico(sum(values)),
+                max=from_pico(values[-1]),
+                quantiles={q: from_pico(values[nearest_rank(q, n) - 1]) for q in quantiles},
+                unpriced_traces=unpriced.get(key, 0),
+            )
+        )
+    return out
+
+
+def outlier_row(
+    trace_id: str,
+    key: str | None,
+    root_name: str | None,
+    total_pico: int,
+    median_pico: int,
+    spans: int,
+    unpriced: int,
+    started_ns: int,
+) -> OutlierTrace:
+    """Build an :class:`OutlierTrace` the same way for every store."""
+    cost, median = from_pico(total_pico), from_pico(median_pico)
+    return OutlierTrace(
+        trace_id=trace_id,
+        key=key,
+        root_name=root_name,
+        cost=cost,
+        median=median,
+        ratio=None if median_pico == 0 else cost / median,
+        spans=spans,
+        unpriced=unpriced,
+        started=ns_to_datetime(started_ns),
+    )
+
+
+def _group_multi(
+    rows: Iterable[Sequence[Any]], get: Callable[[Sequence[Any]], tuple[str | None, ...]]
+) -> list[tuple[tuple[str | None, ...], CostRow]]:
+    acc: dict[tuple[str | None, ...], list[Sequence[Any]]] = {}
+    for r in rows:
+        acc.setdefault(get(r), []).append(r)
+    out: list[tuple[tuple[str | None, ...], CostRow]] = []
+    for key, members in acc.items():
+        (row,) = _group(members, lambda _r: None)
+        out.append((key, row))
+    return out
 
 
 def _group(

@@ -1,0 +1,189 @@
+"""Dashboard API benchmark: each panel's JSON endpoint over a 1M-span SQLite ledger.
+
+Run: ``uv run python integration_tests/benchmarks/bench_dashboard.py [--spans 1000000]
+[--db PATH] [--window all]``. The ledger file is built once (through the real
+ledger queue and writer) and reused by later runs with the same ``--spans``.
+Prints a markdown table for BENCHMARKS.md. Nothing here asserts times.
+
+What is measured: the wall time of one HTTP request to each endpoint through
+Starlette's ``TestClient`` (routing, query parsing, ledger queries, JSON
+encoding), best of 3 after one warm-up (one run when the warm-up took over
+2 s), beside the time of the bare ledger query the panel is built on, over the
+same window (the floor: a panel can only be as fast as its query). The target
+is ≤ 1 s per endpoint.
+
+The workload: 100k traces of 10 spans over 30 days — an agent root, six
+model calls on two models with steps, three ``web_search`` calls (a third of
+traces have a cache hit), and one routed call in every tenth trace — for
+1,000 users in 5 workflows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from faremeter.analytics.suggestions import suggest
+from faremeter.cost import Cost
+from faremeter.dashboard.app import create_app
+from faremeter.dashboard.query import WINDOWS
+from faremeter.ledger import Ledger
+from faremeter.pricing import PriceCatalog
+from faremeter.spans import SpanKind, SpanRecord, SpanStatus
+from faremeter.usage import Usage
+
+START_NS = 1_764_547_200_000_000_000  # 2025-12-01T00:00Z
+DAYS = 30
+MODELS = ("gpt-4o", "gpt-4o-mini")
+STEPS = ("plan", "search", "read", "draft", "review", "write")
+SEARCH = Cost.of_tool(Decimal("0.005"))
+
+
+def build_spans(n: int) -> Any:
+    """Yield ``n`` spans (10 per trace) spread evenly over ``DAYS`` days."""
+    catalog = PriceCatalog.default()
+    costs = {
+        (m, k): catalog.cost(m, Usage(input_tokens=400 * k, output_tokens=80 * k))
+        for m in MODELS
+        for k in range(1, 9)
+    }
+    traces = n // 10
+    gap = DAYS * 86_400 * 10**9 // max(1, traces)
+    for t in range(traces):
+        tid = f"{t:032x}"
+        root = f"{t * 10:016x}"
+        t0 = START_NS + t * gap
+        attrs = {"user_id": f"u{t % 1000}", "workflow": f"wf{t % 5}", "team": f"team{t % 7}"}
+        k = 1 + (t * 7) % 8
+        if t % 997 == 0:
+            k = 8  # a few runaway tasks
+        yield SpanRecord(trace_id=tid, span_id=root, name="agent", kind=SpanKind.AGENT,
+                         start_ns=t0, end_ns=t0 + 9_000_000, attributes=attrs)  # fmt: skip
+        for j in range(1, 10):
+            sid = f"{t * 10 + j:016x}"
+            s0 = t0 + j * 1_000_000
+            if j <= 6:
+                model = MODELS[(t + j) % 2]
+                usage = Usage(input_tokens=400 * k, output_tokens=80 * k)
+                extra: dict[str, str] = {"step": STEPS[j - 1]}
+                if j == 6 and t % 10 == 0:
+                    model = "gpt-4o-mini"
+                    extra |= {"route.model": "gpt-4o-mini", "route.baseline_model": "gpt-4o"}
+                yield SpanRecord(trace_id=tid, span_id=sid, parent_span_id=root, name=model,
+                                 kind=SpanKind.LLM, start_ns=s0, end_ns=s0 + 900_000, model=model,
+                                 usage=usage, cost=costs[(model, k)],
+                                 attributes={**attrs, **extra})  # fmt: skip
+            else:
+                cached = j == 9 and t % 3 == 0
+                query = f"q{(3 * t + j) % 50_000}"
+                tool_attrs = {**attrs, "step": "search", "tool_args_hash": query}
+                yield SpanRecord(trace_id=tid, span_id=sid, parent_span_id=root,
+                                 name="web_search", kind=SpanKind.TOOL,
+                                 status=SpanStatus.CACHED if cached else SpanStatus.OK,
+                                 start_ns=s0, end_ns=s0 + 500_000,
+                                 cost=Cost() if cached else SEARCH,
+                                 saved=Decimal("0.005") if cached else None,
+                                 attributes=tool_attrs)  # fmt: skip
+
+
+def ensure_ledger(path: Path, n: int) -> Ledger:
+    """The ledger file with ``n`` spans, built through the real writer if missing."""
+    if path.exists():
+        ledger = Ledger.from_url(f"sqlite:///{path}")
+        if ledger.cost_split().spans == n:
+            return ledger
+        ledger.close()
+        path.unlink()
+    ledger = Ledger.from_url(f"sqlite:///{path}")
+    t0 = time.perf_counter()
+    for span in build_spans(n):
+        ledger.record(span)
+    ledger.flush()
+    print(f"built {n:,} spans in {time.perf_counter() - t0:.1f} s -> {path}")
+    return ledger
+
+
+def best_of(fn: Callable[[], object], runs: int = 3) -> float:
+    """Best of ``runs`` after a warm-up; one run when the warm-up took over 2 s."""
+    t0 = time.perf_counter()
+    fn()  # warm-up: page cache, prepared statements
+    if time.perf_counter() - t0 > 2.0:
+        runs = 1
+    times: list[float] = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument("--window", default="all", help="dashboard window (all, 24h, 7d, ...)")
+    parser.add_argument("--only", default="", help="comma-separated endpoints (default: all)")
+    args = parser.parse_args()
+    path = args.db or Path(tempfile.gettempdir()) / f"faremeter-bench-dashboard-{args.spans}.db"
+    ledger = ensure_ledger(path, args.spans)
+    end_ns = START_NS + DAYS * 86_400 * 10**9
+    client = TestClient(create_app(ledger, clock=lambda: end_ns))
+    catalog = PriceCatalog.default()
+    all_traces = "faremeter.dashboard.all"
+    span = WINDOWS[args.window]
+    w: dict[str, Any] = {} if span is None else {
+        "since": datetime.fromtimestamp(end_ns // 10**9, tz=UTC) - span}  # fmt: skip
+    floors: dict[str, tuple[str, Callable[[], object]]] = {
+        "ticker": ("cost_split + time_series(hour)",
+                   lambda: (ledger.cost_split(**w), ledger.time_series("hour", **w))),
+        "tasks": ("top_traces(50)", lambda: ledger.top_traces(50, **w)),
+        "distribution": ("percentiles", lambda: ledger.percentiles(by=all_traces, **w)),
+        "opportunities": ("analytics suggest()", lambda: suggest(ledger, catalog, **w)),
+        "budgets": ("(none configured)", lambda: None),
+        "savings": ("spans(status=cached)",
+                    lambda: ledger.spans(where={"status": "cached"}, **w)),
+        "anomalies": ("time_series(hour)", lambda: ledger.time_series("hour", **w)),
+    }  # fmt: skip
+    tid = f"{(args.spans // 10) // 2:032x}"
+    rows: list[tuple[str, float, str, float]] = []
+    only = set(args.only.split(",")) if args.only else None
+    for name, (floor_name, floor) in floors.items():
+        if only is not None and name not in only:
+            continue
+        url = f"/api/{name}?window={args.window}"
+
+        def call(url: str = url) -> None:
+            r = client.get(url)
+            assert r.status_code == 200, r.text
+
+        rows.append((name, best_of(call), floor_name, best_of(floor)))
+    rows.append(
+        (
+            "trace/{id}",
+            best_of(lambda: client.get(f"/api/trace/{tid}")),
+            "trace_tree",
+            best_of(lambda: ledger.trace_tree(tid)),
+        )
+    )
+    print(f"\nDashboard API over {args.spans:,} spans (SQLite), window={args.window}, best of 3\n")
+    print("| endpoint | ours (ms) | floor: the ledger query | floor (ms) | ours / floor | ≤ 1 s |")
+    print("|---|---:|---|---:|---:|:-:|")
+    for name, ours, floor_name, floor_s in rows:
+        ratio = f"{ours / floor_s:.2f}×" if floor_s > 1e-4 else "—"
+        ok = "yes" if ours <= 1.0 else "**no**"
+        print(
+            f"| {name} | {ours * 1e3:.0f} | {floor_name} | {floor_s * 1e3:.0f} | {ratio} | {ok} |"
+        )
+    ledger.close()
+
+
+if __name__ == "__main__":
+    main()
