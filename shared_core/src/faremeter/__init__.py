@@ -28,6 +28,8 @@ from faremeter.usage import Usage
 if TYPE_CHECKING:
     from faremeter.budgets import Budget, BudgetManager, BudgetStatus
     from faremeter.caching import ResponseCache, ToolCache
+    from faremeter.fallback import CircuitBreaker, FallbackChain, RetryPolicy
+    from faremeter.routing import RouteDecision, RouteRequest, Router
     from faremeter.ledger import Ledger
     from faremeter.pricing import ModelPrice, PriceCatalog, ToolPrice
 
@@ -39,8 +41,10 @@ __all__ = [
     "BudgetExceeded",
     "BudgetManager",
     "BudgetStatus",
+    "CircuitBreaker",
     "ConfigError",
     "Cost",
+    "FallbackChain",
     "FaremeterError",
     "InvalidUsageError",
     "Ledger",
@@ -49,6 +53,10 @@ __all__ = [
     "OpenSpan",
     "PriceCatalog",
     "ResponseCache",
+    "RetryPolicy",
+    "RouteDecision",
+    "RouteRequest",
+    "Router",
     "SpanKind",
     "SpanRecord",
     "SpanScope",
@@ -73,6 +81,12 @@ _LAZY = {
     "BudgetStatus": "faremeter.budgets",
     "ToolCache": "faremeter.caching",
     "ResponseCache": "faremeter.caching",
+    "Router": "faremeter.routing",
+    "RouteRequest": "faremeter.routing",
+    "RouteDecision": "faremeter.routing",
+    "FallbackChain": "faremeter.fallback",
+    "RetryPolicy": "faremeter.fallback",
+    "CircuitBreaker": "faremeter.fallback",
     "PriceCatalog": "faremeter.pricing",
     "ModelPrice": "faremeter.pricing",
     "ToolPrice": "faremeter.pricing",

@@ -162,6 +162,7 @@ class FaremeterConfig(_Frozen):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     budgets: list[BudgetConfig] = Field(default_factory=list[BudgetConfig])
     budget_store: BudgetStoreConfig = Field(default_factory=BudgetStoreConfig)
+    routing: dict[str, Any] | None = None
     _source: str = PrivateAttr(default="<defaults>")
 
     @property
@@ -234,6 +235,13 @@ def parse_config(data: dict[str, Any], *, source: str = "<defaults>") -> Faremet
             raise ConfigError(f"{source}: tools.{name}: needs price_per_call and/or price_per_unit")
     budgets_from_config(config.budgets, source=source)  # ConfigError: file, budgets.<i>, reason
     config._source = source  # pyright: ignore[reportPrivateUsage]
+    if config.routing is not None:
+        # Validated now (unknown model, empty tier, rule pointing nowhere), so a
+        # broken [routing] fails at load, naming file, key and reason.
+        from faremeter.pricing import PriceCatalog
+        from faremeter.routing.config import parse_routing
+
+        parse_routing(config.routing, catalog=PriceCatalog.from_config(config), source=source)
     return config
 
 

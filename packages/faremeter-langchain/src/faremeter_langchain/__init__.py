@@ -17,12 +17,14 @@ from faremeter_langchain._handler import DEFAULT_METADATA_KEYS, FaremeterCallbac
 
 if TYPE_CHECKING:
     from faremeter_langchain._cache import FaremeterLLMCache, cached_tool
+    from faremeter_langchain._routed import RoutedChatModel
     from faremeter_langchain._track import Tracking, track
 
 __all__ = [
     "DEFAULT_METADATA_KEYS",
     "FaremeterCallbackHandler",
     "FaremeterLLMCache",
+    "RoutedChatModel",
     "Tracking",
     "cached_tool",
     "track",
@@ -33,6 +35,7 @@ _LAZY = {
     "Tracking": "faremeter_langchain._track",
     "FaremeterLLMCache": "faremeter_langchain._cache",
     "cached_tool": "faremeter_langchain._cache",
+    "RoutedChatModel": "faremeter_langchain._routed",
 }
 
 

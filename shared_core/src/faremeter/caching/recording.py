@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from faremeter.context import current_span
 from faremeter.cost import Cost
-from faremeter.meter import Meter
 from faremeter.open_span import OpenSpan
 from faremeter.spans import SpanKind, SpanStatus
+
+if TYPE_CHECKING:
+    from faremeter.meter import Meter
 
 __all__ = ["claimable_span", "key_digest", "record_hit", "tag_miss"]
 

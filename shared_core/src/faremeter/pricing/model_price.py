@@ -466,6 +466,30 @@ class ModelPrice:
             version=version,
         )
 
+    # -------------------------------------------------------------- capabilities
+    # Named views of ``capabilities`` (LiteLLM's ``supports_*`` flags) for the
+    # router's capability filter; pricing never reads them.
+
+    @property
+    def supports_function_calling(self) -> bool:
+        """The model accepts tool / function definitions."""
+        return "function_calling" in self.capabilities
+
+    @property
+    def supports_vision(self) -> bool:
+        """The model accepts image input."""
+        return "vision" in self.capabilities
+
+    @property
+    def supports_response_schema(self) -> bool:
+        """The model honours a JSON schema for structured output."""
+        return "response_schema" in self.capabilities
+
+    @property
+    def context_window(self) -> int | None:
+        """Largest prompt in tokens (``max_input_tokens``), when known."""
+        return self.max_input_tokens
+
     # ------------------------------------------------------------------- pricing
 
     def cost(self, usage: Usage, *, batch: bool = False, model: str | None = None) -> Cost:
