@@ -16,7 +16,7 @@ def test_demo_records_seed001_into_the_ledger(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    assert main(["demo", "--ledger", url]) == 0
+    assert main(["demo", "--single", "--ledger", url]) == 0
     out = capsys.readouterr().out
     assert "$0.129" in out and "$0.013" in out and "$0.142" in out
     m = Meter(ledger=url)
@@ -40,9 +40,9 @@ def test_demo_records_seed001_into_the_ledger(
 def test_default_demo_command_runs_in_a_fresh_directory(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAREMETER_")}
     result = subprocess.run(
-        [sys.executable, "-m", "faremeter.cli", "demo"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "faremeter.cli", "demo", "--tasks", "20"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / ".faremeter" / "ledger.db").exists()
-    assert "$0.142" in result.stdout
+    assert "Research agent on LangGraph" in result.stdout and "Next:" in result.stdout

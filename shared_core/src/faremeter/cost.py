@@ -31,18 +31,25 @@ def tidy(amount: Decimal) -> Decimal:
     return amount.normalize()
 
 
-def format_usd(amount: Decimal | None, *, unpriced: str = "unpriced") -> str:
-    """Dollars as people read them: ``$0.142``, ``$0.0035``, ``$12.50``, ``$0``.
+def format_usd(amount: Decimal | None, *, exact: bool = False, unpriced: str = "unpriced") -> str:
+    """Dollars as people read them: ``$6.39``, ``$0.712``, ``$0.0033``, ``$1,234.00``, ``$0``.
 
-    At least two decimals, more only where the amount has them (sub-cent agent
-    costs must not round to ``$0.00``); ``unpriced`` for ``None``.
+    Amounts of a dollar or more show cents; smaller ones keep four significant
+    digits, so sub-cent agent costs never round to ``$0.00``. ``exact=True``
+    shows every digit the ledger holds (``$0.00325``). ``unpriced`` for ``None``.
     """
     if amount is None:
         return unpriced
     if amount == 0:
         return "$0"
     sign = "-" if amount < 0 else ""
-    text = f"{tidy(abs(amount)):f}"
+    value = abs(amount)
+    if not exact:
+        if value >= 1:
+            value = value.quantize(Decimal("0.01"))
+        else:
+            value = value.quantize(Decimal(1).scaleb(min(value.adjusted() - 3, -2)))
+    text = f"{tidy(value):f}"
     whole, _, frac = text.partition(".")
     frac = frac.ljust(2, "0")
     return f"{sign}${int(whole):,}.{frac}"

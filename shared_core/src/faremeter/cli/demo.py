@@ -1,39 +1,105 @@
-"""``faremeter demo``: price and record seed 001's research agent."""
+"""``faremeter demo``: the LangGraph research agent over ~200 tasks, or the one-task fallback.
+
+The full demo lives in the LangChain adapter (the core never imports a
+framework): with ``faremeter[demo]`` installed, this command runs
+``faremeter_langchain.demo``. Without it, it says how to get it and records
+the framework-free single-task demo instead, so ``faremeter demo`` always
+shows something real.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from decimal import Decimal
 from typing import Any
 
 from faremeter.cli._render import money
 
+__all__ = ["register", "run"]
+
+DEFAULT_TASKS = 200
+DEFAULT_SEED = 2026
+
+
+def _tasks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of tasks, got {text!r}"
+        ) from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"--tasks must be between 1 and 10000, got {value}")
+    return value
+
 
 def register(sub: Any) -> None:
     """Add the subcommand to the CLI."""
+    from faremeter.cli._context import add_meter_options
+
     p: argparse.ArgumentParser = sub.add_parser(
         "demo",
-        help="record a 10-step research agent run into the ledger and price it step by step",
+        help="run a LangGraph research agent over ~200 tasks offline and report what it cost",
+        description=(
+            "Runs a 10-step research agent on fake chat models (offline) for ~200 tasks of "
+            "several users, teams and workflows, records it to the ledger and prints the "
+            "report: cost per task and user and step, cache and routing savings (computed "
+            "against the same tasks run unoptimised), budget denials and anomalies."
+        ),
     )
+    add_meter_options(p)
     p.add_argument(
-        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
+        "--tasks", type=_tasks, default=DEFAULT_TASKS, metavar="N",
+        help=f"how many tasks to run (default: {DEFAULT_TASKS})",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-optimize", action="store_true",
+        help="record the same tasks unrouted (all gpt-4o) and uncached; the optimised run "
+        "becomes the comparison",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="workload seed (default: 2026)")
+    p.add_argument(
+        "--single", action="store_true",
+        help="record one task of the framework-free agent instead (what runs without "
+        "faremeter[demo]) and print its per-step table",
+    )  # fmt: skip
+    p.add_argument(
+        "--model", default="gpt-4o", help="model of the single-task demo (default: gpt-4o)"
     )
-    p.add_argument("--model", default="gpt-4o", help="model the agent uses (default: gpt-4o)")
-    p.add_argument("--user", default="demo-user", help="user_id to attribute the run to")
+    p.add_argument("--user", default="demo-user", help="user_id of the single-task demo")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Record the run, then print a per-step table and totals."""
+    """Run the LangGraph demo when installed, else the single-task one."""
+    if args.single:
+        return run_single(args)
+    try:
+        demo = importlib.import_module("faremeter_langchain.demo")
+    except ImportError as exc:
+        missing = exc.name or "faremeter_langchain"
+        if not missing.startswith(("faremeter_langchain", "langgraph", "langchain")):
+            raise
+        print(
+            f"The LangGraph demo needs faremeter-langchain and langgraph ({missing} is missing): "
+            "pip install 'faremeter[demo]'. Showing the single-task demo instead."
+        )
+        return run_single(args)
+    return int(demo.main(args))
+
+
+def run_single(args: argparse.Namespace) -> int:
+    """Record one run of the framework-free agent, then print a per-step table and totals."""
     from rich.console import Console
     from rich.table import Table
 
+    from faremeter.cli._context import open_meter
     from faremeter.demo import run_research_agent
-    from faremeter.meter import Meter
     from faremeter.spans import SpanKind
 
     console = Console()
-    meter = Meter(ledger=args.ledger)
+    meter = open_meter(args, must_exist=False)
     trace = run_research_agent(meter, model=args.model, user_id=args.user)
     ok = meter.flush(timeout=30)
     tree = trace.tree()
