@@ -11,6 +11,7 @@ exactly as llama-index-llms-openai does. Swap in ``OpenAI(model="gpt-4o")`` and
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.agent.workflow import FunctionAgent
@@ -24,7 +25,7 @@ from faremeter_llamaindex.testing import Reply, ScriptedLLM
 
 # 1. A meter. Tool prices are per call; model prices come from the bundled catalog.
 catalog = PriceCatalog.default().with_overrides(
-    tools={"web_search": ToolPrice(price_per_call="0.005")}
+    tools={"web_search": ToolPrice(price_per_call=Decimal("0.005"))}
 )
 meter = Meter(ledger="memory", catalog=catalog)
 
@@ -37,7 +38,7 @@ index = VectorStoreIndex.from_documents(
     [Document(text="faremeter prices, attributes and caps what LLM agents cost.")],
     embed_model=MockEmbedding(embed_dim=8, model_name="text-embedding-3-small"),
 )
-rag = index.as_query_engine(
+rag = index.as_query_engine(  # pyright: ignore[reportUnknownMemberType]
     llm=ScriptedLLM(
         [Reply(text="It prices agent runs.", usage=Usage(input_tokens=900, output_tokens=40))]
     )
@@ -77,10 +78,10 @@ agent = FunctionAgent(
 async def main() -> None:
     # 4. Attribute the run; stream its events as usual.
     with meter.trace("research", user_id="u1", workflow="deep") as t:
-        handler = agent.run(user_msg="What does faremeter do?")
+        handler = agent.run(user_msg="What does faremeter do?")  # pyright: ignore[reportDeprecated]
         async for _event in handler.stream_events():
             pass
-        print(await handler)
+        print(await handler)  # pyright: ignore[reportUnknownArgumentType]
 
     for depth, node in t.tree().walk():
         span = node.span

@@ -9,22 +9,27 @@ into ``Meter(ledger="memory")``, and LlamaIndex's legacy
 alone; overhead is the median call minus the baseline median. MockLLM reports
 no usage, so both tools tokenize (TokenCountingHandler with tiktoken
 cl100k; faremeter with the model family's tokenizer or its heuristic). A
-second LLM reporting usage shows the common production path (no tokenizing).
+second LLM reporting usage shows the common production path (no tokenizing);
+a third streams through ``CustomLLM.astream_chat`` (one request that crosses
+two LlamaIndex spans, charged once by faremeter).
 Prints a markdown table.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from llama_index.core import Settings
+from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
-from llama_index.core.llms import ChatMessage, MockLLM
+from llama_index.core.llms import ChatMessage, CustomLLM, MockLLM
+from llama_index.core.llms import callbacks as llm_callbacks
 
 from faremeter import Meter, Usage
 from faremeter_llamaindex import instrument
@@ -49,6 +54,52 @@ class UsageLLM(ScriptedLLM):
         return Reply(text="A short answer.", usage=Usage(input_tokens=120, output_tokens=8))
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def completion_callback() -> Callable[[_F], _F]:
+    """LlamaIndex's (untyped) ``llm_completion_callback``, typed for pyright."""
+    return llm_callbacks.llm_completion_callback()  # pyright: ignore[reportUnknownVariableType, reportUnknownMemberType]
+
+
+class UsageStreamLLM(CustomLLM):
+    """A ``CustomLLM`` whose stream reports usage on its last chunk (OpenAI ``include_usage``).
+
+    Its ``astream_chat`` iterates its own ``stream_chat``: two LlamaIndex
+    spans and two end events for one request.
+    """
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="gpt-4o-mini")
+
+    @completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text="A short answer.", raw={"usage": USAGE})
+
+    @completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        def gen() -> CompletionResponseGen:
+            yield CompletionResponse(text="A short", delta="A short")
+            yield CompletionResponse(text="A short answer.", delta=" answer.", raw={"usage": USAGE})
+
+        return gen()
+
+
+USAGE: dict[str, int] = {"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128}
+LOOP = asyncio.new_event_loop()
+
+
+def astream(llm: Any) -> None:
+    async def consume() -> None:
+        async for _ in await llm.astream_chat(MESSAGES):
+            pass
+
+    LOOP.run_until_complete(consume())
+
+
 def timed(fn: Callable[[], Any], n: int) -> list[int]:
     out: list[int] = []
     for _ in range(n):
@@ -69,6 +120,7 @@ def main() -> None:
         "MockLLM.complete": MockLLM(),
         "MockLLM.chat (via complete)": MockLLM(),
         "usage-reporting LLM .chat": UsageLLM(),
+        "usage-reporting CustomLLM .astream_chat": UsageStreamLLM(),
     }
     counter = TokenCountingHandler()
     Settings.callback_manager = CallbackManager([counter])  # the legacy way to attach it
@@ -76,11 +128,15 @@ def main() -> None:
         "MockLLM.complete": MockLLM(callback_manager=Settings.callback_manager),
         "MockLLM.chat (via complete)": MockLLM(callback_manager=Settings.callback_manager),
         "usage-reporting LLM .chat": UsageLLM(callback_manager=Settings.callback_manager),
+        "usage-reporting CustomLLM .astream_chat": UsageStreamLLM(
+            callback_manager=Settings.callback_manager
+        ),
     }
     calls: dict[str, Callable[[Any], Any]] = {
         "MockLLM.complete": lambda llm: llm.complete(PROMPT),
         "MockLLM.chat (via complete)": lambda llm: llm.chat(MESSAGES),
         "usage-reporting LLM .chat": lambda llm: llm.chat(MESSAGES),
+        "usage-reporting CustomLLM .astream_chat": astream,
     }
     assert not plain["MockLLM.complete"].callback_manager.handlers
     llms = {k: (plain[k], counted[k], calls[k]) for k in calls}

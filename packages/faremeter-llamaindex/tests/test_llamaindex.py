@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import runpy
-import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -32,9 +31,11 @@ from llama_index.core.workflow import Context, StartEvent, StopEvent, Workflow, 
 from llama_index_instrumentation import get_dispatcher
 
 import faremeter
+import faremeter.estimate
 import faremeter_llamaindex._recorder as recorder_module
 from faremeter import Meter, SpanKind, SpanRecord, SpanStatus, Usage
-from faremeter.testing import recorded_spans
+from faremeter.calls import CallTracker
+from faremeter.testing import make_test_meter, recorded_spans
 from faremeter_llamaindex import instrument
 from faremeter_llamaindex.testing import Reply, ScriptedLLM
 
@@ -145,7 +146,7 @@ def test_twenty_concurrent_runs_do_not_mix(tmeter: Meter) -> None:
 
     with instrument(tmeter) as handle:
         arun(main)
-        assert not handle.recorder.nodes and not handle.recorder.pending
+        assert handle.recorder.open_calls == 0
     traces: dict[str, list[SpanRecord]] = {}
     for s in recorded_spans(tmeter):
         traces.setdefault(s.trace_id, []).append(s)
@@ -225,13 +226,13 @@ def test_missing_usage_is_estimated_with_the_models_tokenizer(
     tmeter: Meter, model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str | None] = []
-    real = recorder_module.estimate_usage  # pyright: ignore[reportPrivateImportUsage]
+    real = faremeter.estimate.estimate_usage
 
     def spy(m: str | None, prompt: Any, completion: Any) -> Usage:
         seen.append(m)
         return real(m, prompt, completion)
 
-    monkeypatch.setattr(recorder_module, "estimate_usage", spy)
+    monkeypatch.setattr(faremeter.estimate, "estimate_usage", spy)  # the core estimates
     with instrument(tmeter):
         GeminiishLLM(model=model).chat([ChatMessage(role="user", content="hi")])
         "".join(r.delta or "" for r in GeminiishLLM(model=model).stream_chat([]))
@@ -371,7 +372,7 @@ def test_stream_error_mid_way_is_an_error_span(tmeter: Meter) -> None:
         gen = llm.stream_chat([ChatMessage(role="user", content="q")])
         with pytest.raises(RuntimeError, match="cut"):
             list(gen)
-        assert not handle.recorder.nodes and not handle.recorder.pending
+        assert handle.recorder.open_calls == 0
     (span,) = by_kind(recorded_spans(tmeter), SpanKind.LLM)
     assert span.status is SpanStatus.ERROR
 
@@ -383,10 +384,10 @@ def test_streamed_usage_lands_on_the_span_after_it_exited(tmeter: Meter) -> None
     llm = ScriptedLLM([Reply(text="streamed answer", usage=U1)])
     with instrument(tmeter) as handle:
         gen = llm.stream_chat([ChatMessage(role="user", content="q")])
-        assert len(handle.recorder.pending) == 1, "span exited, call waits for its end event"
+        assert handle.tracker.deferred(next(iter(handle.recorder.nodes))), "waits for its end"
         assert recorded_spans(tmeter) == []
         list(gen)
-        assert not handle.recorder.nodes and not handle.recorder.pending
+        assert handle.recorder.open_calls == 0
     (span,) = recorded_spans(tmeter)
     assert span.usage == U1 and span.cost.total == price(tmeter, U1)
 
@@ -404,23 +405,43 @@ def test_bookkeeping_does_not_grow(tmeter: Meter) -> None:
         for _ in range(50):
             llm = ScriptedLLM([Reply(text="x", usage=U1)])
             list(llm.stream_chat([ChatMessage(role="user", content="q")]))
-        assert handle.recorder.nodes == {} and len(handle.recorder.pending) == 0
+        assert handle.recorder.open_calls == 0
 
 
 def test_abandoned_streams_are_bounded_and_recorded(tmeter: Meter) -> None:
+    now = [0.0]
     with instrument(tmeter) as handle:
-        handle.recorder.max_pending = 5
+        handle.tracker.monotonic = lambda: now[0]  # the sweep's clock, injected
+        handle.tracker.max_open = 5
         gens = []
         for _ in range(20):  # consumers that never drain their streams
             llm = ScriptedLLM([Reply(text="never read", usage=U1)], model=MODEL)
             gens.append(llm.stream_chat([ChatMessage(role="user", content="question")]))
-        assert len(handle.recorder.pending) <= 5
+        assert handle.tracker.open_calls <= 5
         assert len(handle.recorder.nodes) <= 5
-        handle.recorder.sweep(time.monotonic() + handle.recorder.stream_ttl + 1)
-        assert not handle.recorder.pending and not handle.recorder.nodes
+        now[0] += handle.tracker.stream_ttl_s + 1
+        assert handle.recorder.sweep() > 0
+        assert handle.recorder.open_calls == 0
     spans = by_kind(recorded_spans(tmeter), SpanKind.LLM)
     assert len(spans) == 20
-    assert all(s.usage is not None and s.usage.estimated for s in spans)
+    assert all(s.attributes.get("abandoned") is True for s in spans)
+    assert all(s.cost.total is None for s in spans), "nothing seen: unpriced, never $0"
+
+
+def test_a_stream_abandoned_midway_is_charged_for_what_it_showed(tmeter: Meter) -> None:
+    now = [0.0]
+    llm = ScriptedLLM([Reply(text="a long streamed answer", usage=U1)], model=MODEL)
+    with instrument(tmeter) as handle:
+        handle.tracker.monotonic = lambda: now[0]
+        gen = llm.stream_chat([ChatMessage(role="user", content="question")])
+        next(gen)  # the first chunk only; the usage rides on the last one
+        now[0] += handle.tracker.stream_ttl_s + 1
+        assert handle.recorder.sweep() == 1
+        assert handle.recorder.open_calls == 0
+    (span,) = by_kind(recorded_spans(tmeter), SpanKind.LLM)
+    assert span.attributes.get("abandoned") is True
+    assert span.usage is not None and span.usage.estimated and span.usage.output_tokens > 0
+    assert span.cost.total is not None and span.cost.total > 0
 
 
 # -- retrieval, embeddings, workflows ---------------------------------------------------------
@@ -618,13 +639,13 @@ _payload = st.recursive(
     kwargs=st.dictionaries(_keys, _counts, max_size=3),
 )
 def test_fuzzed_usage_never_raises_into_the_app(tmeter: Meter, raw: Any, kwargs: Any) -> None:
-    handle = recorder_module.Recorder(tmeter, {})
+    handle = recorder_module.Recorder(CallTracker(tmeter))
     span_id = "FuzzLLM.chat-00000000-0000-0000-0000-000000000000"
     llm = ScriptedLLM()
-    handle.enter(span_id, llm, None)
+    messages = [ChatMessage(role="user", content="q")]
+    handle.enter(span_id, llm, None, {"messages": messages})
     from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMChatStartEvent
 
-    messages = [ChatMessage(role="user", content="q")]
     handle.event(
         LLMChatStartEvent(
             messages=messages,
@@ -638,7 +659,7 @@ def test_fuzzed_usage_never_raises_into_the_app(tmeter: Meter, raw: Any, kwargs:
     )
     handle.event(LLMChatEndEvent(messages=messages, response=response, span_id=span_id))
     handle.exit(span_id, response)  # must not raise, whatever the payload
-    assert not handle.nodes and not handle.pending
+    assert handle.open_calls == 0
 
 
 def test_a_broken_recorder_never_breaks_the_app(
@@ -666,3 +687,152 @@ def test_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     namespace["instrumentation"].uninstrument()
     out = capsys.readouterr().out
     assert "total" in out.lower()
+
+
+# -- one request, one charge ---------------------------------------------------------------------
+
+
+class UsageCustomLLM(CustomLLM):
+    """A completion LLM that reports usage (streamed: on its last chunk only)."""
+
+    model: str = MODEL
+    usage: Any = None
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=self.model)
+
+    def _raw(self) -> dict[str, Any]:
+        return {"usage": {"prompt_tokens": self.usage.input_tokens, "completion_tokens": 150}}
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text="hello world", raw=self._raw())
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        def gen() -> CompletionResponseGen:
+            yield CompletionResponse(text="hello", delta="hello")
+            yield CompletionResponse(text="hello world", delta=" world", raw=self._raw())
+
+        return gen()
+
+
+async def _drain(gen: Any) -> None:
+    async for _ in gen:
+        pass
+
+
+@pytest.mark.parametrize(
+    "method", ["astream_chat", "astream_complete", "achat", "acomplete", "stream_chat", "chat"]
+)
+def test_a_usage_reporting_custom_llm_costs_exactly_one_call(tmeter: Meter, method: str) -> None:
+    llm = UsageCustomLLM(usage=U1)
+    messages = [ChatMessage(role="user", content="hi")]
+
+    async def main() -> None:
+        if method == "astream_chat":
+            await _drain(await llm.astream_chat(messages))
+        elif method == "astream_complete":
+            await _drain(await llm.astream_complete("hi"))
+        elif method == "achat":
+            await llm.achat(messages)
+        elif method == "acomplete":
+            await llm.acomplete("hi")
+        elif method == "stream_chat":
+            list(llm.stream_chat(messages))
+        else:
+            llm.chat(messages)
+
+    with tmeter.trace("run") as t, instrument(tmeter) as handle:
+        arun(main)
+        assert handle.recorder.open_calls == 0
+    (span,) = by_kind(recorded_spans(tmeter), SpanKind.LLM)
+    assert span.name == f"UsageCustomLLM.{method}"
+    assert span.trace_id == t.trace_id and span.parent_span_id == t.span_id
+    assert span.usage == Usage(input_tokens=1200, output_tokens=150)
+    assert t.cost == price(tmeter, Usage(input_tokens=1200, output_tokens=150))
+
+
+def test_mock_llm_astream_chat_is_one_span(tmeter: Meter) -> None:
+    async def main() -> None:
+        await _drain(await MockLLM().astream_chat([ChatMessage(role="user", content="hi")]))
+
+    with instrument(tmeter) as handle:
+        arun(main)
+        assert handle.recorder.open_calls == 0
+    (span,) = by_kind(recorded_spans(tmeter), SpanKind.LLM)
+    assert span.name == "MockLLM.astream_chat"
+    assert span.usage is not None and span.usage.estimated
+
+
+def test_interleaved_async_streams_of_one_instance_stay_in_their_traces(tmeter: Meter) -> None:
+    llm = UsageCustomLLM(usage=U1)  # shared, as apps share one client
+    usages = {"a": Usage(input_tokens=1200, output_tokens=150)}
+
+    async def main() -> tuple[str, str]:
+        with tmeter.trace("a") as ta:
+            gen_a = await llm.astream_chat([ChatMessage(role="user", content="a")])
+        with tmeter.trace("b") as tb:
+            gen_b = await llm.astream_chat([ChatMessage(role="user", content="b")])
+            await _drain(gen_b)  # b's stream runs first, inside its own trace
+        with tmeter.trace("a-consumer"):
+            pass
+        await _drain(gen_a)
+        return ta.trace_id, tb.trace_id
+
+    with instrument(tmeter) as handle:
+        ta, tb = arun(main)
+        assert handle.recorder.open_calls == 0
+    llm_spans = by_kind(recorded_spans(tmeter), SpanKind.LLM)
+    assert sorted(s.trace_id for s in llm_spans) == sorted([ta, tb])
+    assert all(s.usage == usages["a"] for s in llm_spans)
+
+
+# -- budgets --------------------------------------------------------------------------------------
+
+
+def test_an_over_budget_call_is_marked_and_still_priced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class DenyAll:
+        def reserve(self, **kw: object) -> object:
+            raise faremeter.BudgetExceeded("over budget")
+
+    meter = make_test_meter(budgets=DenyAll())
+    llm = ScriptedLLM([Reply(text="still answered", usage=U1)])
+    with instrument(meter) as handle, caplog.at_level("WARNING", logger="faremeter.llamaindex"):
+        out = llm.chat([ChatMessage(role="user", content="q")])
+        assert handle.recorder.open_calls == 0
+    assert out.message.content == "still answered", "LlamaIndex swallows handler exceptions"
+    (span,) = recorded_spans(meter)
+    # The call ran anyway: its spend is recorded, priced and marked, never lost.
+    assert span.status is SpanStatus.OK and span.attributes.get("budget_exceeded") is True
+    assert span.cost.total is not None and span.cost.total > 0
+    assert "RoutedLLM" in caplog.text
+    meter.close()
+
+
+def test_budget_reservations_settle_to_the_real_cost_of_each_call() -> None:
+    settled: list[Decimal | None] = []
+
+    class Reservation:
+        def settle(self, actual: Decimal | None) -> None:
+            settled.append(actual)
+
+        def release(self) -> None:
+            settled.append(None)
+
+    class Manager:
+        def reserve(self, **kw: object) -> Reservation:
+            return Reservation()
+
+    meter = make_test_meter(budgets=Manager())
+    with instrument(meter):
+        ScriptedLLM([Reply(text="ok", usage=U1)]).chat([ChatMessage(role="user", content="q")])
+        with pytest.raises(KeyError):
+            ScriptedLLM([Reply(error=KeyError("x"))]).chat([ChatMessage(role="user", content="q")])
+    assert settled == [price(meter, U1), None], "settled once per call; a failure releases"
+    meter.close()

@@ -36,7 +36,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from faremeter.meter import Meter
     from faremeter.open_span import OpenSpan
 
-__all__ = ["CallTracker", "drain_calls", "safe_hook"]
+__all__ = ["CallTracker", "drain_calls", "log_fault", "safe_hook"]
 
 logger = logging.getLogger("faremeter")
 
@@ -67,6 +67,14 @@ _trackers_lock = threading.Lock()
 
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
+
+
+def log_fault(where: str, hook: str, exc: BaseException) -> None:
+    """Log one of faremeter's own faults in a framework hook: first of a kind loudly, then quietly.
+
+    For hot hooks that catch inline instead of paying :func:`safe_hook`'s wrapper.
+    """
+    _log_fault(where, hook, exc)
 
 
 def _log_fault(where: str, hook: str, exc: BaseException) -> None:
@@ -258,6 +266,7 @@ class CallTracker:
         start_ns: int | None = None,
         activate: bool = False,
         reserve: Decimal | None = None,
+        enforce: bool = True,
     ) -> OpenSpan:
         """A call (or a chain/agent/tool step) is about to start.
 
@@ -267,10 +276,32 @@ class CallTracker:
         meter's budgets; tool calls reserve ``reserve`` when their price is
         known.
 
+        Args:
+            key: The framework's id of the call (run id, span id, call id).
+            name: The span's name.
+            kind: llm, embedding, tool, chain, agent or retrieval.
+            parent_key: The framework's id of the parent, if registered here.
+            parent: An explicit parent span (else the caller's current span).
+            model: The model requested.
+            provider: The provider, when known.
+            attributes: Attribution of this call (wins over inherited keys).
+            tags: Free-form labels.
+            prompt: Prompt texts (or a callable producing them), for estimates
+                and redaction; read only when needed.
+            max_tokens: The call's output cap, bounding its budget reservation.
+            start_ns: Start time; defaults to now.
+            activate: Make the span the caller's current span until it ends.
+            reserve: A tool's known price to reserve.
+            enforce: ``False`` for frameworks that cannot stop a call from a
+                callback (LlamaIndex swallows handler exceptions): a refused
+                reservation then marks the span ``budget_exceeded`` and the call
+                is recorded and priced as it runs, instead of a ``denied`` span
+                for a call that happened anyway.
+
         Raises:
-            BudgetExceeded: A ``deny`` budget would be crossed. The span is
-                recorded as ``denied``; the adapter lets the exception reach
-                the caller wherever its framework allows.
+            BudgetExceeded: A ``deny`` budget would be crossed (with
+                ``enforce``). The span is recorded as ``denied``; the adapter
+                lets the exception reach the caller wherever its framework allows.
         """
         if parent_key is not None:
             found = self._calls.get(parent_key)
@@ -305,7 +336,7 @@ class CallTracker:
                 # tools nobody priced are free to faremeter, not "unpriced".
                 amount = meter.catalog.tool_cost(name).total
             if amount is not None or kind in _PRICED:
-                call.reservation = self._reserve(meter, span, amount)
+                call.reservation = self._reserve(meter, span, amount, enforce)
         if activate:
             call.token = activate_span(span)
         calls = self._calls
@@ -320,10 +351,13 @@ class CallTracker:
         return span
 
     @staticmethod
-    def _reserve(meter: Meter, span: OpenSpan, amount: Decimal | None) -> Any:
+    def _reserve(meter: Meter, span: OpenSpan, amount: Decimal | None, enforce: bool) -> Any:
         try:
             return meter.reserve_call(span, amount)
         except BudgetExceeded as exc:
+            if not enforce:
+                span.attributes["budget_exceeded"] = exc.budget or True
+                return None
             span.end(status=SpanStatus.DENIED, error=exc, error_class="budget", cost=Cost())
             raise
 
@@ -373,6 +407,17 @@ class CallTracker:
                 call.completion.append(text)
         if model:
             call.model = model
+
+    def leave_context(self, key: Hashable) -> None:
+        """Stop being the current span (started with ``activate=True``) without ending.
+
+        For frameworks whose call returns before its end is reported (LiteLLM
+        logs on a thread): the span is current only while the request runs.
+        """
+        call = self._calls.get(key)
+        if call is not None and call.token is not None:
+            token, call.token = call.token, None
+            deactivate(token)
 
     def defer(self, key: Hashable) -> None:
         """The framework's span closed while its stream is still open: wait for the end."""

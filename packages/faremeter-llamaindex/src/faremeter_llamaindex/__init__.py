@@ -8,17 +8,17 @@ placed in the run tree. The legacy callback system (``TokenCountingHandler``)
 is not used: it misses agent structure, double-counts a ``chat`` implemented
 through ``complete`` and counts every model with a gpt-3.5 tokenizer.
 
-LlamaIndex swallows exceptions raised by handlers, so budgets cannot be
-enforced here: enforce them in the routed LLM.
+The handlers only translate LlamaIndex's spans and events; pricing, usage
+estimation, error classes and stream sweeping are the core's
+(:class:`faremeter.calls.CallTracker`). LlamaIndex swallows exceptions raised
+by handlers, so budgets cannot stop a call from here: a denial is recorded,
+and enforcement belongs in the routed LLM.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import os
-import threading
-from pathlib import Path
 from typing import Any
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -28,24 +28,26 @@ from llama_index_instrumentation import get_dispatcher  # what llama_index.core 
 from pydantic import ConfigDict, Field
 
 from faremeter import Meter
-from faremeter.estimate import count_tokens
+from faremeter.calls import CallTracker, safe_hook
+from faremeter.instrumentation import Instrumentation, InstrumentationRegistry
+from faremeter_llamaindex._cache import cached_function_tool
 from faremeter_llamaindex._recorder import Recorder
 
 __all__ = [
     "FaremeterEventHandler",
     "FaremeterSpanHandler",
     "LlamaIndexInstrumentation",
+    "cached_function_tool",
     "instrument",
 ]
 
 logger = logging.getLogger("faremeter.llamaindex")
 
-_registry: dict[int | None, LlamaIndexInstrumentation] = {}
-_registry_lock = threading.Lock()
+_WHERE = "llamaindex"
 
 
 class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
-    """Turns LlamaIndex span enter/exit/drop into faremeter spans.
+    """Turns LlamaIndex span enter/exit/drop into faremeter calls.
 
     Overrides the entry points directly (instead of ``new_span``) so the hot
     path builds no pydantic span object and keeps no ``open_spans`` entry;
@@ -64,6 +66,7 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         """Class name."""
         return "FaremeterSpanHandler"
 
+    @safe_hook(_WHERE)
     def span_enter(
         self,
         id_: str,
@@ -73,12 +76,10 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Start (or fold, or collapse) the span; never raises into LlamaIndex."""
-        try:
-            self.recorder.enter(id_, instance, parent_id)
-        except Exception:
-            logger.exception("faremeter: recording LlamaIndex span %s failed", id_)
+        """Start (or fold, or collapse) the span."""
+        self.recorder.enter(id_, instance, parent_id, bound_args.arguments)
 
+    @safe_hook(_WHERE)
     def span_exit(
         self,
         id_: str,
@@ -87,12 +88,10 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         result: Any | None = None,
         **kwargs: Any,
     ) -> None:
-        """End the span (a stream's LLM span waits for its end event)."""
-        try:
-            self.recorder.exit(id_, result)
-        except Exception:
-            logger.exception("faremeter: ending LlamaIndex span %s failed", id_)
+        """End the span (a stream's call waits for its end event)."""
+        self.recorder.exit(id_, result)
 
+    @safe_hook(_WHERE)
     def span_drop(
         self,
         id_: str,
@@ -102,10 +101,7 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         **kwargs: Any,
     ) -> None:
         """End the span as an error; the exception itself propagates untouched."""
-        try:
-            self.recorder.exit(id_, None, err if err is not None else RuntimeError("dropped"))
-        except Exception:
-            logger.exception("faremeter: dropping LlamaIndex span %s failed", id_)
+        self.recorder.exit(id_, None, err if err is not None else RuntimeError("dropped"))
 
     def new_span(
         self,
@@ -141,16 +137,14 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         """Unused: :meth:`span_drop` is overridden."""
         return None
 
+    @safe_hook(_WHERE)
     def close(self) -> None:
         """Called by ``Dispatcher.shutdown()``: record what is still waiting."""
-        try:
-            self.recorder.close()
-        except Exception:
-            logger.exception("faremeter: closing the LlamaIndex recorder failed")
+        self.recorder.close()
 
 
 class FaremeterEventHandler(BaseEventHandler):
-    """Reads model, usage and stream progress from LlamaIndex events."""
+    """Reads usage, replies and stream progress from LlamaIndex events."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     recorder: Any = Field(default=None, exclude=True)
@@ -164,27 +158,37 @@ class FaremeterEventHandler(BaseEventHandler):
         """Class name."""
         return "FaremeterEventHandler"
 
+    @safe_hook(_WHERE)
     def handle(self, event: Any, **kwargs: Any) -> None:
-        """Route the event; faremeter's own faults are logged, never raised."""
-        try:
-            self.recorder.event(event)
-        except Exception:
-            logger.exception("faremeter: handling LlamaIndex event %s failed", type(event).__name__)
+        """Route the event to the call it belongs to."""
+        self.recorder.event(event)
 
 
-class LlamaIndexInstrumentation:
+class LlamaIndexInstrumentation(Instrumentation):
     """The handle :func:`instrument` returns.
 
     Usable as a context manager: ``with instrument(meter): ...`` uninstruments
     on exit, which is what tests want.
+
+    Args:
+        meter: Where to record (``None``: the process meter, per call).
+        attributes: Default attribution of every span.
+        stream_ttl_s: How long a stream nobody drains is waited for before it
+            is recorded with what it showed.
     """
 
-    def __init__(self, meter: Meter | None, attributes: dict[str, Any]) -> None:
-        self.recorder = Recorder(meter, attributes)
+    def __init__(
+        self, meter: Meter | None, attributes: dict[str, Any], *, stream_ttl_s: float = 600.0
+    ) -> None:
+        super().__init__()
+        self.meter = meter
+        self.attributes = attributes
+        self.tracker = CallTracker(
+            meter, attributes=attributes, where=_WHERE, stream_ttl_s=stream_ttl_s
+        )
+        self.recorder = Recorder(self.tracker)
         self.span_handler = FaremeterSpanHandler(self.recorder)
         self.event_handler = FaremeterEventHandler(self.recorder)
-        self.meter = meter
-        self.active = False
 
     def _install(self) -> None:
         dispatcher = get_dispatcher()
@@ -192,20 +196,14 @@ class LlamaIndexInstrumentation:
         span_handlers: list[Any] = dispatcher.span_handlers  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
         dispatcher.span_handlers = [*span_handlers, self.span_handler]
         dispatcher.event_handlers = [*dispatcher.event_handlers, self.event_handler]
-        self.active = True
 
-    def uninstrument(self) -> None:
-        """Remove both handlers from the dispatcher and record what was still open.
+    def _uninstall(self) -> None:
+        """Remove both handlers and record what was still open.
 
-        Idempotent. Streams still waiting for their end event are recorded
-        with what is known (estimated usage if none was reported).
+        Streams still waiting for their end event are recorded with what they
+        showed (the core estimates what was not reported).
         """
-        with _registry_lock:
-            if _registry.get(_key(self.meter)) is self:
-                del _registry[_key(self.meter)]
-        if not self.active:
-            return
-        self.active = False
+        _registry.discard(self)
         dispatcher = get_dispatcher()
         span_handlers: list[Any] = dispatcher.span_handlers  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
         dispatcher.span_handlers = [h for h in span_handlers if h is not self.span_handler]
@@ -217,41 +215,8 @@ class LlamaIndexInstrumentation:
         except Exception:
             logger.exception("faremeter: closing the LlamaIndex recorder failed")
 
-    def __enter__(self) -> LlamaIndexInstrumentation:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.uninstrument()
-
-
-def _warm_tokenizers() -> None:
-    """Let faremeter's estimator use the tiktoken files LlamaIndex ships.
-
-    tiktoken downloads its encodings on first use, so offline the estimator
-    falls back to a heuristic. llama-index-core bundles ``cl100k_base`` and
-    ``o200k_base`` and points tiktoken at them only while it loads its own
-    tokenizer; we do the same once, so OpenAI-family models are estimated with
-    their real tokenizer (other families keep the heuristic).
-    """
-    if "TIKTOKEN_CACHE_DIR" in os.environ:
-        return
-    import llama_index.core
-
-    cache = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
-    if not cache.is_dir():
-        return
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
-    try:
-        count_tokens("warm up", "gpt-4o")
-        count_tokens("warm up", "gpt-4")
-    except Exception:
-        logger.debug("faremeter: could not load the bundled tiktoken encodings", exc_info=True)
-    finally:
-        os.environ.pop("TIKTOKEN_CACHE_DIR", None)
-
-
-def _key(meter: Meter | None) -> int | None:
-    return None if meter is None else id(meter)
+_registry: InstrumentationRegistry[LlamaIndexInstrumentation] = InstrumentationRegistry()
 
 
 def instrument(meter: Meter | None = None, **attributes: Any) -> LlamaIndexInstrumentation:
@@ -259,9 +224,9 @@ def instrument(meter: Meter | None = None, **attributes: Any) -> LlamaIndexInstr
 
     Args:
         meter: Where to record; by default the process meter
-            (:func:`faremeter.get_meter`, resolved per trace so
+            (:func:`faremeter.get_meter`, resolved per call so
             :func:`faremeter.set_meter` takes effect).
-        **attributes: Default attribution for every trace started here
+        **attributes: Default attribution for every span recorded here
             (e.g. ``environment="prod"``); ``faremeter.attributes(...)`` and an
             enclosing ``meter.trace(...)`` take precedence.
 
@@ -275,17 +240,12 @@ def instrument(meter: Meter | None = None, **attributes: Any) -> LlamaIndexInstr
         >>> import faremeter, faremeter_llamaindex
         >>> faremeter_llamaindex.instrument(faremeter.Meter(), environment="prod")
     """
-    with _registry_lock:
-        existing = _registry.get(_key(meter))
-        if existing is not None and existing.active:
-            if attributes and attributes != existing.recorder.attributes:
-                logger.warning(
-                    "faremeter: LlamaIndex is already instrumented for this meter; "
-                    "call uninstrument() first to change its attributes"
-                )
-            return existing
-        _warm_tokenizers()
-        handle = LlamaIndexInstrumentation(meter, dict(attributes))
-        handle._install()  # pyright: ignore[reportPrivateUsage]
-        _registry[_key(meter)] = handle
-        return handle
+    handle, created = _registry.ensure(
+        meter, lambda: LlamaIndexInstrumentation(meter, dict(attributes))
+    )
+    if not created and attributes and attributes != handle.attributes:
+        logger.warning(
+            "faremeter: LlamaIndex is already instrumented for this meter; "
+            "call uninstrument() first to change its attributes"
+        )
+    return handle
