@@ -553,6 +553,24 @@ class Meter:
             return decorate(fn)
         return decorate
 
+    def record_outcome(
+        self,
+        name: str,
+        value: int | float | Decimal | str = 1,
+        *,
+        trace: Any = None,
+        **attributes: Any,
+    ) -> SpanRecord | None:
+        """Record that a task achieved ``name`` (``ticket_resolved``), at no cost.
+
+        A zero-cost ``outcome:<name>`` span under the trace root;
+        :func:`faremeter.analytics.cost_per_outcome` turns outcomes into unit
+        economics ("$1.20 per resolved ticket").
+        """
+        from faremeter.analytics.outcomes import record_outcome
+
+        return record_outcome(self, name, value, trace=trace, **attributes)
+
     # -- listeners ----------------------------------------------------------------
     def add_span_listener(self, listener: Callable[[SpanRecord], None]) -> Callable[[], None]:
         """Call ``listener`` with every span this meter finishes; returns its remover.

@@ -13,14 +13,29 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-_COMMANDS = ("demo", "prices", "report", "trace")
+_COMMANDS = (
+    "budgets",
+    "dashboard",
+    "demo",
+    "eval_router",
+    "export",
+    "outcomes",
+    "prices",
+    "report",
+    "suggest",
+    "trace",
+    "whatif",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
+    from faremeter import __version__
+
     parser = argparse.ArgumentParser(
         prog="faremeter", description="See, cap and cut what LLM agents cost."
     )
+    parser.add_argument("--version", action="version", version=f"faremeter {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:
         module = importlib.import_module(f"faremeter.cli.{name}")

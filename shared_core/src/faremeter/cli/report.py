@@ -24,6 +24,17 @@ def register(sub: Any) -> None:
                    help="root attribute for per-trace percentiles (default: workflow)")  # fmt: skip
     p.add_argument("--since", choices=sorted(_WINDOWS), help="only the last 1h / 24h / 7d / 30d")
     p.add_argument("--top", type=int, default=5, help="how many expensive traces to list")
+    p.add_argument("--cache", action="store_true",
+                   help="cache hit rate and saved per tool/model + TTL suggestions")  # fmt: skip
+    p.add_argument("--paths", action="store_true",
+                   help="most frequent and most expensive step/tool paths")  # fmt: skip
+    p.add_argument("--outliers", action="store_true",
+                   help="per-trace p50/p90/p99 by --percentiles-by and traces above --factor x "
+                        "the median")  # fmt: skip
+    p.add_argument("--factor", default="2", help="outlier rule: cost > FACTOR x median (default 2)")
+    p.add_argument("--routed", action="store_true",
+                   help="what the router chose per step/model and the saving against each "
+                        "route's most expensive candidate")  # fmt: skip
     p.add_argument(
         "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
     )
@@ -41,6 +52,29 @@ def run(args: argparse.Namespace) -> int:
     since = datetime.now(UTC) - _WINDOWS[args.since] if args.since else None
     meter = Meter(ledger=args.ledger)
     ledger = meter.ledger
+    if getattr(args, "cache", False):
+        from faremeter.caching.report import cache_report
+        from faremeter.caching.report_table import print_cache_report
+
+        print_cache_report(console, cache_report(ledger, since=since), args.since)
+        meter.close()
+        return 0
+    if getattr(args, "routed", False):
+        from faremeter.routing.savings import routed_report
+        from faremeter.routing.savings_table import print_routed_report
+
+        print_routed_report(console, routed_report(ledger, meter.catalog, since=since), args.since)
+        meter.close()
+        return 0
+    if getattr(args, "paths", False) or getattr(args, "outliers", False):
+        from faremeter.cli._report_analytics import print_outliers, print_paths
+
+        if args.paths:
+            print_paths(console, ledger, since, args.top)
+        if args.outliers:
+            print_outliers(console, ledger, since, args.percentiles_by, args.factor, args.top)
+        meter.close()
+        return 0
 
     rows = ledger.cost_by(args.by, since=since)
     t = Table(title=f"Cost by {args.by}" + (f" (last {args.since})" if args.since else ""))

@@ -19,10 +19,15 @@ from faremeter.ledger.memory import MemoryStore
 from faremeter.ledger.results import (
     CostRow,
     CostSplit,
+    GroupRow,
     LedgerHealth,
+    OutlierTrace,
     PercentileRow,
     TimeBucket,
     TopTrace,
+    TracePath,
+    UsageGroup,
+    UsageTotal,
 )
 from faremeter.ledger.sqlite import SQLiteStore
 from faremeter.ledger.store import LedgerStore
@@ -34,15 +39,20 @@ __all__ = [
     "PROMOTED",
     "CostRow",
     "CostSplit",
+    "GroupRow",
     "Ledger",
     "LedgerHealth",
     "LedgerStore",
     "MemoryStore",
+    "OutlierTrace",
     "PercentileRow",
     "PostgresStore",
     "SQLiteStore",
     "TimeBucket",
     "TopTrace",
+    "TracePath",
+    "UsageGroup",
+    "UsageTotal",
 ]
 
 

@@ -17,18 +17,27 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
 from typing import Literal
 
 from faremeter.ledger import shutdown
+from faremeter.ledger.codec import to_pico
 from faremeter.ledger.filters import make_filter, resolve
+from faremeter.ledger.memory import collapse_runs
 from faremeter.ledger.results import (
     CostRow,
     CostSplit,
+    GroupRow,
     LedgerHealth,
+    OutlierTrace,
     PercentileRow,
     TimeBucket,
     TopTrace,
+    TracePath,
+    UsageGroup,
+    UsageTotal,
 )
 from faremeter.ledger.store import LedgerStore
 from faremeter.ledger.url import store_from_url
@@ -36,17 +45,60 @@ from faremeter.ledger.writer import FlushMarker, Writer
 from faremeter.spans import SpanKind, SpanRecord
 from faremeter.tree import TraceTree
 
-__all__ = ["Ledger"]
+__all__ = ["Interval", "Ledger", "collapse_runs", "interval_ns"]
 
 logger = logging.getLogger("faremeter.ledger")
 
-_WIDTH_NS = {"hour": 3_600 * 10**9, "day": 86_400 * 10**9}
+_WIDTH_NS = {
+    "minute": 60 * 10**9,
+    "hour": 3_600 * 10**9,
+    "day": 86_400 * 10**9,
+    "week": 7 * 86_400 * 10**9,
+}
+Interval = Literal["minute", "hour", "day", "week"] | timedelta
+"""A time-series bucket width: a name or any positive whole number of seconds."""
+_MAX_OUTLIER_DEN = 100
+"""Largest denominator of the outlier factor (keeps SQL integer products in range)."""
 QUERY_FLUSH_TIMEOUT = 5.0
 """Queries first wait (at most this long) for spans already recorded to be stored."""
 
 
 def _none_last(key: str | None) -> tuple[bool, str]:
     return (key is None, key or "")
+
+
+def _quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    qs = tuple(float(q) for q in quantiles)
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantiles must be within [0, 1], got {q}")
+    return qs
+
+
+def _factor(factor: Decimal | int | str) -> tuple[int, int]:
+    """The outlier factor as a small integer fraction (exact comparisons in SQL)."""
+    ratio = Fraction(Decimal(str(factor))).limit_denominator(_MAX_OUTLIER_DEN)
+    if ratio <= 0:
+        raise ValueError(f"factor must be > 0, got {factor!r}")
+    return ratio.numerator, ratio.denominator
+
+
+def interval_ns(interval: Interval) -> int:
+    """Bucket width in nanoseconds of a named interval or a ``timedelta``.
+
+    Raises:
+        ValueError: For unknown names and widths that are not whole positive seconds.
+    """
+    if isinstance(interval, timedelta):
+        if interval.total_seconds() < 1 or interval.microseconds:
+            raise ValueError(f"interval must be a whole number of seconds >= 1, got {interval}")
+        return (interval.days * 86_400 + interval.seconds) * 10**9
+    width = _WIDTH_NS.get(interval)
+    if width is None:
+        raise ValueError(
+            f"interval must be one of {sorted(_WIDTH_NS)} or a timedelta, got {interval!r}"
+        )
+    return width
 
 
 _WAKE_AT = 512
@@ -304,21 +356,152 @@ class Ledger:
 
     def time_series(
         self,
-        interval: Literal["hour", "day"],
+        interval: Interval,
         *,
         since: datetime | None = None,
         until: datetime | None = None,
         where: Mapping[str, object] | None = None,
         by: str | None = None,
     ) -> list[TimeBucket]:
-        """Spend per UTC hour or day (and per ``by`` value), oldest first."""
-        if interval not in _WIDTH_NS:
-            raise ValueError(f"interval must be 'hour' or 'day', got {interval!r}")
+        """Spend per UTC bucket (and per ``by`` value), oldest first.
+
+        ``interval`` is ``minute``, ``hour``, ``day``, ``week`` or a
+        ``timedelta`` of whole seconds (``timedelta(minutes=5)``). Buckets are
+        aligned on the Unix epoch, so hours and days are UTC-aligned and weeks
+        start on Thursday (the epoch's weekday); ask for ``day`` and regroup
+        for Monday weeks.
+        """
+        width = interval_ns(interval)
         attr = None if by is None else resolve(by)
         flt = make_filter(since=since, until=until, where=where)
         self._sync()
-        rows = self.store.time_series(_WIDTH_NS[interval], attr, flt)
+        rows = self.store.time_series(width, attr, flt)
         return sorted(rows, key=lambda b: (b.start, *_none_last(b.key)))
+
+    def group_by(
+        self,
+        *attributes: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[GroupRow]:
+        """Spend per combination of several attributes (``group_by("step", "model")``).
+
+        Same counting rules as :meth:`cost_by`; rows most expensive first.
+        Naming ``tool`` keeps only tool spans, as in ``cost_by("tool")``.
+        """
+        if not attributes:
+            raise ValueError("group_by needs at least one attribute")
+        attrs = [resolve(a) for a in attributes]
+        flt = make_filter(since=since, until=until, where=where)
+        self._sync()
+        rows = self.store.group_by(attrs, flt)
+        return sorted(rows, key=lambda r: (-r.cost, *(x for k in r.keys for x in _none_last(k))))
+
+    def part_percentiles(
+        self,
+        *,
+        by: str = "step",
+        quantiles: Sequence[float] = (0.5, 0.9, 0.99),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[PercentileRow]:
+        """Distribution of what each trace spent on each value of ``by``.
+
+        Where :meth:`percentiles` looks at whole traces grouped by their root,
+        this sums, per trace, the spans carrying each value of a span-level
+        attribute ("the summarize step costs $0.016 per run at p50, $0.04 at
+        p99"). ``where`` and the time bounds apply to spans.
+        """
+        qs = _quantiles(quantiles)
+        attr = resolve(by)
+        flt = make_filter(since=since, until=until, where=where)
+        self._sync()
+        rows = self.store.part_percentiles(attr, qs, flt)
+        return sorted(rows, key=lambda r: _none_last(r.key))
+
+    def outliers(
+        self,
+        *,
+        by: str = "workflow",
+        factor: Decimal | int | str = 2,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[OutlierTrace]:
+        """Traces that cost more than ``factor`` x the median trace of their group.
+
+        Groups are the root span's ``by`` attribute, as in :meth:`percentiles`
+        (whose p50 is the median used here). Most expensive first.
+
+        Raises:
+            ValueError: For a factor that is not positive or a negative limit.
+        """
+        num, den = _factor(factor)
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        attr = resolve(by)
+        flt = make_filter(since=since, until=until, where=where)
+        self._sync()
+        return self.store.outliers(attr, num, den, flt, limit)
+
+    def part_outliers(
+        self,
+        *,
+        by: str = "step",
+        factor: Decimal | int | str = 2,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+        medians: Mapping[str | None, Decimal] | None = None,
+    ) -> list[OutlierTrace]:
+        """Traces that spent more than ``factor`` x the median on one value of ``by``.
+
+        The part-level twin of :meth:`outliers`: ``cost`` is what the trace
+        spent on spans with that value (``key``), ``median`` the value's
+        median part (the p50 of :meth:`part_percentiles`; pass ``medians`` when
+        you already have them, to save a scan). Most expensive first.
+
+        Raises:
+            ValueError: For a factor that is not positive or a negative limit.
+        """
+        num, den = _factor(factor)
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        if medians is None:
+            rows = self.part_percentiles(by=by, quantiles=(0.5,), since=since, until=until,
+                                         where=where)  # fmt: skip
+            medians = {r.key: r.quantiles[0.5] for r in rows}
+        attr = resolve(by)
+        flt = make_filter(since=since, until=until, where=where)
+        self._sync()
+        picos = [
+            (k, to_pico(m)) for k, m in sorted(medians.items(), key=lambda kv: _none_last(kv[0]))
+        ]
+        return self.store.part_outliers(attr, picos, num, den, flt, limit)
+
+    def trace_paths(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[TracePath]:
+        """The sequence of steps and tools each trace went through.
+
+        A span contributes its name if it is a tool span, else its ``step``
+        attribute (spans with neither are skipped); consecutive repeats of one
+        element count once. ``where`` and the time bounds select spans; each
+        path carries its trace's full total. Ordered by trace start, then id.
+        """
+        flt = make_filter(since=since, until=until, where=where)
+        self._sync()
+        rows = self.store.trace_paths(flt)
+        rows.sort(key=lambda p: (p.started, p.trace_id))
+        return rows
 
     def percentiles(
         self,
@@ -336,10 +519,7 @@ class Ledger:
         start). Quantiles use the nearest-rank rule, so each is a real trace's
         total. Rows are sorted by key.
         """
-        qs = tuple(float(q) for q in quantiles)
-        for q in qs:
-            if not 0.0 <= q <= 1.0:
-                raise ValueError(f"quantiles must be within [0, 1], got {q}")
+        qs = _quantiles(quantiles)
         attr = resolve(by)
         flt = make_filter(since=since, until=until, where=where)
         self._sync()
@@ -360,6 +540,66 @@ class Ledger:
         flt = make_filter(since=since, until=until, where=where)
         self._sync()
         return self.store.top_traces(n, flt)
+
+    def usage_groups(
+        self,
+        *,
+        by: str | None = None,
+        kind: SpanKind | str | None = SpanKind.LLM,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[UsageGroup]:
+        """Spans grouped by (model, exact usage, status): what-if repricing reads these.
+
+        Pricing is a function of model and usage, so repricing a group once
+        prices all its spans, and no span needs decoding. ``by`` adds an
+        attribute to the grouping (``by="step"``: every step's calls in one
+        scan). Ordered by key, model, status, then usage.
+        """
+        attr = None if by is None else resolve(by)
+        flt = make_filter(since=since, until=until, where=where, kind=kind)
+        self._sync()
+        rows = self.store.usage_groups(attr, flt)
+        return sorted(
+            rows,
+            key=lambda g: (
+                *_none_last(g.key),
+                *_none_last(g.model),
+                g.status,
+                "" if g.usage is None else repr(g.usage),
+            ),
+        )
+
+    def usage_totals(
+        self,
+        *,
+        by: str | None = None,
+        kind: SpanKind | str | None = SpanKind.LLM,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[UsageTotal]:
+        """Summed usage per (``by`` value, model, status, priced or not): a few rows per model.
+
+        Repricing a sum is exact whenever pricing is linear (a model without
+        long-context tiers); :meth:`usage_groups` keeps every distinct usage
+        for the other case. Ordered by key, model, status.
+        """
+        attr = None if by is None else resolve(by)
+        flt = make_filter(since=since, until=until, where=where, kind=kind)
+        self._sync()
+        rows = self.store.usage_totals(attr, flt)
+        return sorted(
+            rows,
+            key=lambda g: (
+                *_none_last(g.key),
+                *_none_last(g.model),
+                g.status,
+                g.priced,
+                () if g.tokens is None else tuple(sorted(g.tokens.items())),
+            ),
+        )
 
     def trace_tree(self, trace_id: str) -> TraceTree:
         """All stored spans of one trace as a tree with direct/child/total cost."""

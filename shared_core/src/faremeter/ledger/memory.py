@@ -45,6 +45,7 @@ __all__ = [
     "outlier_row",
     "part_rows",
     "path_element",
+    "pick_part_outliers",
     "usage_group_rows",
     "usage_rest",
     "usage_total_rows",
@@ -372,6 +373,37 @@ class MemoryStore:
                             t.total_pico, median, t.spans, t.unpriced, t.started_ns)
                 for t, key, median in found[:limit]]  # fmt: skip
 
+    def part_outliers(
+        self,
+        attr: AttrRef,
+        medians: Sequence[tuple[str | None, int]],
+        num: int,
+        den: int,
+        flt: QueryFilter,
+        limit: int,
+    ) -> list[OutlierTrace]:
+        """Traces whose spend on a value exceeds ``num/den`` x that value's median part."""
+        get = span_key(attr)
+        i_pico, i_trace = _I["cost_pico"], _I["trace_id"]
+        parts: dict[tuple[str, str | None], int] = {}
+        for r in self._select(flt):
+            k = (r[i_trace], get(r))
+            parts[k] = parts.get(k, 0) + (r[i_pico] or 0)
+        med = dict(medians)
+        picked = pick_part_outliers(
+            ((t, k, p) for (t, k), p in parts.items() if k in med), med, num, den, limit
+        )
+        ids = {t for t, _, _, _ in picked}
+        with self._lock:
+            rows = [r for r in self._rows.values() if r[i_trace] in ids]
+        meta = {t.trace_id: t for t in rollup(rows)}
+        out: list[OutlierTrace] = []
+        for tid, key, pico, median in picked:
+            t = meta[tid]
+            name: str | None = None if t.root is None else t.root[_I["name"]]
+            out.append(outlier_row(tid, key, name, pico, median, t.spans, t.unpriced, t.started_ns))
+        return out
+
     def trace_paths(self, flt: QueryFilter) -> list[TracePath]:
         """Raw step/tool sequences per trace, with the trace's full total."""
         i_kind, i_name, i_step = _I["kind"], _I["name"], _I["step"]
@@ -435,25 +467,19 @@ def usage_rest(usage: str | None) -> str | None:
 def usage_total_rows(rows: Iterable[Sequence[Any]]) -> list[UsageTotal]:
     """Decode ``(key, model, status, unpriced flag, rest, spans, pico, in, out)`` rows."""
     import json
-
-    from faremeter.usage import Usage
+    from types import MappingProxyType
 
     out: list[UsageTotal] = []
     for key, model, status, unpriced, rest, n, pico, tin, tout in rows:
         n = int(n)
-        usage = None
+        tokens: Mapping[str, int] | None = None
         if rest is not None:
             text = str(rest)
             counts: dict[str, Any] = json.loads("{" + text[1:] if text.startswith(",") else text)
-            counts.pop("input_tokens", None)
-            counts.pop("output_tokens", None)
-            source = counts.pop("source", "reported")
-            usage = Usage(
-                input_tokens=int(tin or 0),
-                output_tokens=int(tout or 0),
-                source=source,
-                **{k: int(v) * n for k, v in counts.items()},
-            )
+            summed = {k: int(v) * n for k, v in counts.items() if isinstance(v, int)}
+            summed["input_tokens"] = int(tin or 0)
+            summed["output_tokens"] = int(tout or 0)
+            tokens = MappingProxyType(summed)
         out.append(
             UsageTotal(
                 key=None if key is None else str(key),
@@ -462,7 +488,7 @@ def usage_total_rows(rows: Iterable[Sequence[Any]]) -> list[UsageTotal]:
                 priced=not int(unpriced),
                 spans=n,
                 cost=from_pico(pico),
-                usage=usage,
+                tokens=tokens,
             )
         )
     return out
@@ -501,6 +527,26 @@ def part_rows(
             )
         )
     return out
+
+
+def pick_part_outliers(
+    parts: Iterable[tuple[Any, Any, Any]],
+    medians: Mapping[str | None, int],
+    num: int,
+    den: int,
+    limit: int,
+) -> list[tuple[str, str | None, int, int]]:
+    """``(trace, key, part, median)`` of parts above ``num/den`` x their key's median.
+
+    Most expensive first (ties by trace id, then key), as the SQL stores order.
+    """
+    found: list[tuple[str, str | None, int, int]] = []
+    for tid, key, pico in parts:
+        median = medians[key]
+        if int(pico) * den > median * num:
+            found.append((str(tid), key, int(pico), median))
+    found.sort(key=lambda f: (-f[2], f[0], f[1] is None, f[1] or ""))
+    return found[:limit]
 
 
 def outlier_row(

@@ -12,7 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-__all__ = ["CostRow", "CostSplit", "LedgerHealth", "PercentileRow", "TimeBucket", "TopTrace"]
+from faremeter.usage import Usage
+
+__all__ = [
+    "CostRow",
+    "CostSplit",
+    "GroupRow",
+    "LedgerHealth",
+    "OutlierTrace",
+    "PercentileRow",
+    "TimeBucket",
+    "TopTrace",
+    "TracePath",
+    "UsageGroup",
+    "UsageTotal",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -168,3 +182,128 @@ class LedgerHealth:
     last_error_at: datetime | None
     rejected: int = 0
     blocked: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GroupRow:
+    """Spend of one combination of several attributes (one row of ``group_by``).
+
+    Attributes:
+        keys: The attribute values as text, in the order asked for (``None``:
+            spans without that attribute).
+        cost: Sum of the priced spans' direct cost.
+        spans: Spans in the group, priced or not.
+        traces: Distinct traces those spans belong to.
+        unpriced: Spans whose price was unknown (not summed as $0).
+        input_tokens: Sum of input tokens.
+        output_tokens: Sum of output tokens.
+    """
+
+    keys: tuple[str | None, ...]
+    cost: Decimal
+    spans: int
+    traces: int
+    unpriced: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutlierTrace:
+    """A trace that cost more than the outlier rule allows for its group.
+
+    Attributes:
+        trace_id: The trace.
+        key: Its group (the root's attribute value).
+        root_name: Name of its root span.
+        cost: Its total.
+        median: The group's median trace total (nearest rank).
+        ratio: ``cost / median`` (``None`` when the median is $0).
+        spans: Spans recorded for it.
+        unpriced: Of those, the ones without a price.
+        started: Earliest span start, aware UTC.
+    """
+
+    trace_id: str
+    key: str | None
+    root_name: str | None
+    cost: Decimal
+    median: Decimal
+    ratio: Decimal | None
+    spans: int
+    unpriced: int
+    started: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TracePath:
+    """The sequence of steps and tools one trace went through.
+
+    Attributes:
+        trace_id: The trace.
+        elements: Step names and tool names in start order; a run of the same
+            element (a step's LLM call and its chain span, a retried tool)
+            counts once.
+        cost: The trace's total.
+        unpriced: Spans of the trace without a price.
+        started: Earliest span start, aware UTC.
+    """
+
+    trace_id: str
+    elements: tuple[str, ...]
+    cost: Decimal
+    unpriced: int
+    started: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UsageGroup:
+    """Spans with one model, one exact usage and one status (what-if repricing input).
+
+    Attributes:
+        key: The ``by`` attribute's value when grouped by one (else ``None``).
+        model: The recorded model (``None``: not named).
+        usage: The token counts every span of the group reported (``None``: none).
+        status: How the spans ended.
+        spans: How many.
+        cost: Sum of their priced direct costs.
+        unpriced: Of those, spans without a price.
+    """
+
+    key: str | None = None
+    model: str | None
+    usage: Usage | None
+    status: str
+    spans: int
+    cost: Decimal
+    unpriced: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UsageTotal:
+    """Summed usage of spans sharing an attribute value, model, status and pricing state.
+
+    Pricing is linear in every token count (within one long-context tier), so
+    repricing the sum prices every span of the group at once; what-if uses it
+    whenever the target model has no long-context tiers.
+
+    Attributes:
+        key: The ``by`` attribute's value (``None``: not grouped, or without it).
+        model: The recorded model.
+        status: How the spans ended.
+        priced: Whether the spans had a recorded price (groups never mix).
+        spans: How many.
+        cost: Sum of their recorded direct costs ($0 when not ``priced``).
+        tokens: Each :class:`~faremeter.usage.Usage` count summed over the spans
+            (``input_tokens``, ``cache_read_tokens``, ...); ``None``: spans
+            without usage. A plain mapping, since a sum may exceed the
+            per-call bound a ``Usage`` enforces.
+    """
+
+    key: str | None
+    model: str | None
+    status: str
+    priced: bool
+    spans: int
+    cost: Decimal
+    tokens: Mapping[str, int] | None

@@ -15,8 +15,26 @@ from typing import Any
 
 from faremeter.ledger.codec import SPAN_COLUMNS, TRACE_COLUMNS, decode_span, from_pico
 from faremeter.ledger.filters import PROMOTED, AttrRef, QueryFilter
-from faremeter.ledger.memory import ns_to_datetime
-from faremeter.ledger.results import CostRow, CostSplit, PercentileRow, TimeBucket, TopTrace
+from faremeter.ledger.memory import (
+    USAGE_REST,
+    ns_to_datetime,
+    outlier_row,
+    part_rows,
+    usage_group_rows,
+    usage_total_rows,
+)
+from faremeter.ledger.results import (
+    CostRow,
+    CostSplit,
+    GroupRow,
+    OutlierTrace,
+    PercentileRow,
+    TimeBucket,
+    TopTrace,
+    TracePath,
+    UsageGroup,
+    UsageTotal,
+)
 from faremeter.ledger.schema import Dialect, Names
 from faremeter.spans import SpanRecord
 
@@ -271,12 +289,79 @@ class Sql:
         params: list[Any] = []
         key = self.trace_expr(attr, params)
         where = self.where_traces(flt, params)
+        base = f"SELECT {key} AS k, total_pico, trace_id, unpriced FROM {self.n.traces}{where}"
+        return self._ranked(base, quantiles, params), params
+
+    def part_percentiles(self, attr: AttrRef, flt: QueryFilter) -> tuple[Query, Query]:
+        """Per-(trace, value) sums of span costs, and per value the traces with unpriced parts.
+
+        Grouping by ``trace_id`` first lets SQLite walk the trace index and sort
+        only within a trace; the rows carry just the value and the sum, and
+        :func:`part_rows` ranks them.
+        """
+        params: list[Any] = []
+        key = self.span_expr(attr, params)
+        where = self.where_spans(flt, params)
+        parts = (
+            f"SELECT {key}, COALESCE(SUM(cost_pico), 0)"
+            f" FROM {self.n.spans}{where} GROUP BY trace_id, 1"
+        )
+        uparams: list[Any] = []
+        ukey = self.span_expr(attr, uparams)
+        uwhere = self.where_spans(flt, uparams, ["cost_pico IS NULL"])
+        unpriced = f"SELECT {ukey}, COUNT(DISTINCT trace_id) FROM {self.n.spans}{uwhere} GROUP BY 1"
+        return (parts, params), (unpriced, uparams)
+
+    def part_outliers(
+        self,
+        attr: AttrRef,
+        medians: Sequence[tuple[str | None, int]],
+        num: int,
+        den: int,
+        flt: QueryFilter,
+        limit: int,
+    ) -> Query:
+        """Parts above ``num/den`` x their value's median, the medians passed in.
+
+        The medians (from :meth:`part_percentiles`) arrive as a ``VALUES``
+        table joined null-safely on the value, so only the outliers leave the
+        database. ``num``/``den``/``limit`` are integers computed by the ledger.
+        """
+        params: list[Any] = []
+        ph = self.d.ph
+        rows = ", ".join([f"(CAST({ph} AS TEXT), CAST({ph} AS BIGINT))"] * len(medians))
+        for key, med in medians:
+            params.extend([key, med])
+        key = self.span_expr(attr, params)
+        where = self.where_spans(flt, params)
+        same = "p.k IS m.mk" if self.d.name == "sqlite" else "p.k IS NOT DISTINCT FROM m.mk"
+        sql = (
+            f"WITH m(mk, med) AS (VALUES {rows})"
+            " SELECT p.trace_id, p.k, p.s, m.med FROM ("
+            f"SELECT trace_id, {key} AS k, COALESCE(SUM(cost_pico), 0) AS s"
+            f" FROM {self.n.spans}{where} GROUP BY 1, 2) p JOIN m ON {same}"
+            f" WHERE p.s * {int(den)} > m.med * {int(num)}"
+            f" ORDER BY p.s DESC, p.trace_id, p.k IS NULL, p.k LIMIT {int(limit)}"
+        )
+        return sql, params
+
+    def trace_meta(self, trace_ids: Sequence[str]) -> Query:
+        """Rollup facts of a few traces."""
+        marks = ", ".join([self.d.ph] * len(trace_ids))
+        sql = (
+            "SELECT trace_id, root_name, spans, unpriced, started_ns"
+            f" FROM {self.n.traces} WHERE trace_id IN ({marks})"
+        )
+        return sql, list(trace_ids)
+
+    def _ranked(self, base: str, quantiles: Sequence[float], params: list[Any]) -> str:
+        """Keep the nearest-rank rows (and each group's max) of ``base`` (k, total_pico, ...)."""
         rank_sql, binds = self.d.rank()
         ranks: list[str] = []
         for q in quantiles:
             ranks.append(f"rn = {rank_sql}")
             params.extend([float(q)] * binds)
-        sql = (
+        return (
             "SELECT k, total_pico, rn, cnt, sum_pico, unpriced_traces FROM ("
             " SELECT k, total_pico,"
             " ROW_NUMBER() OVER (PARTITION BY k ORDER BY total_pico, trace_id) AS rn,"
@@ -284,11 +369,9 @@ class Sql:
             " SUM(total_pico) OVER (PARTITION BY k) AS sum_pico,"
             " SUM(CASE WHEN unpriced > 0 THEN 1 ELSE 0 END) OVER (PARTITION BY k)"
             " AS unpriced_traces"
-            f" FROM (SELECT {key} AS k, total_pico, trace_id, unpriced FROM {self.n.traces}{where})"
-            " base) w"
+            f" FROM ({base}) base) w"
             f" WHERE rn = cnt OR {' OR '.join(ranks) if ranks else 'FALSE'}"
         )
-        return sql, params
 
     @staticmethod
     def percentile_rows(
@@ -346,6 +429,162 @@ class Sql:
             for tid, name, pico, spans, unpriced, started in rows
         ]
 
+    def group_by(self, attrs: Sequence[AttrRef], flt: QueryFilter) -> Query:
+        """Group spans by several attributes at once."""
+        params: list[Any] = []
+        keys = [self.span_expr(a, params) for a in attrs]
+        tool = any(a.kind == "field" and a.name == "tool" for a in attrs)
+        where = self.where_spans(flt, params, ["kind = 'tool'"] if tool else [])
+        ordinals = ", ".join(str(i + 1) for i in range(len(keys)))
+        sql = (
+            f"SELECT {', '.join(keys)}, SUM(cost_pico), COUNT(*), COUNT(DISTINCT trace_id),"
+            " SUM(CASE WHEN cost_pico IS NULL THEN 1 ELSE 0 END),"
+            " SUM(input_tokens), SUM(output_tokens)"
+            f" FROM {self.n.spans}{where} GROUP BY {ordinals}"
+        )
+        return sql, params
+
+    @staticmethod
+    def group_rows(rows: Sequence[Sequence[Any]], width: int) -> list[GroupRow]:
+        """Decode :meth:`group_by` rows."""
+        out: list[GroupRow] = []
+        for r in rows:
+            pico, spans, traces, unpriced, tin, tout = r[width:]
+            out.append(
+                GroupRow(
+                    keys=tuple(None if k is None else str(k) for k in r[:width]),
+                    cost=from_pico(pico),
+                    spans=int(spans),
+                    traces=int(traces),
+                    unpriced=int(unpriced or 0),
+                    input_tokens=int(tin or 0),
+                    output_tokens=int(tout or 0),
+                )
+            )
+        return out
+
+    def outliers(self, attr: AttrRef, num: int, den: int, flt: QueryFilter, limit: int) -> Query:
+        """Rollup rows above ``num/den`` x their group's median, in one pass of windows.
+
+        The median is picked per group with a windowed ``MAX(CASE ...)`` rather
+        than a join, so NULL groups need no special join rule and the cost is
+        one sort of the rollup table. ``num``/``den`` are integers computed by
+        the ledger, never user text.
+        """
+        params: list[Any] = []
+        key = self.trace_expr(attr, params)
+        where = self.where_traces(flt, params)
+        sql = (
+            "SELECT trace_id, k, root_name, total_pico, med, spans, unpriced, started_ns FROM ("
+            " SELECT r.*, MAX(CASE WHEN rn = (cnt + 1) / 2 THEN total_pico END)"
+            " OVER (PARTITION BY k) AS med FROM ("
+            " SELECT base.*,"
+            " ROW_NUMBER() OVER (PARTITION BY k ORDER BY total_pico, trace_id) AS rn,"
+            " COUNT(*) OVER (PARTITION BY k) AS cnt FROM ("
+            f"SELECT {key} AS k, trace_id, root_name, total_pico, spans, unpriced, started_ns"
+            f" FROM {self.n.traces}{where}) base) r) m"
+            f" WHERE total_pico * {int(den)} > med * {int(num)}"
+            f" ORDER BY total_pico DESC, trace_id LIMIT {int(limit)}"
+        )
+        return sql, params
+
+    @staticmethod
+    def outlier_rows(rows: Sequence[Sequence[Any]]) -> list[OutlierTrace]:
+        """Decode :meth:`outliers` rows."""
+        return [
+            outlier_row(str(tid), None if k is None else str(k), name, int(total), int(med),
+                        int(spans), int(unpriced), int(started))
+            for tid, k, name, total, med, spans, unpriced, started in rows
+        ]  # fmt: skip
+
+    def usage_groups(self, attr: AttrRef | None, flt: QueryFilter) -> Query:
+        """Spans grouped by an attribute, model, exact usage text and status."""
+        params: list[Any] = []
+        key = "NULL" if attr is None else self.span_expr(attr, params)
+        where = self.where_spans(flt, params)
+        sql = (
+            f"SELECT {key}, model, usage, status, COUNT(*), SUM(cost_pico),"
+            " SUM(CASE WHEN cost_pico IS NULL THEN 1 ELSE 0 END)"
+            f" FROM {self.n.spans}{where} GROUP BY 1, 2, 3, 4"
+        )
+        return sql, params
+
+    def usage_totals(self, attr: AttrRef | None, flt: QueryFilter) -> Query:
+        """Token sums per (attribute, model, status, priced, rest of the usage JSON).
+
+        The rest of the usage text (cache, reasoning, audio counts and the
+        source, cut with plain string functions, no JSON parsing) is nearly
+        always the same, so the groups are few while input and output tokens
+        are summed from their own columns.
+        """
+        params: list[Any] = []
+        key = "NULL" if attr is None else self.span_expr(attr, params)
+        find = "instr(usage, " if self.d.name == "sqlite" else "strpos(usage, "
+        where = self.where_spans(flt, params)
+        sql = (
+            f"SELECT {key}, model, status, CASE WHEN cost_pico IS NULL THEN 1 ELSE 0 END,"
+            f" substr(usage, {find}'{USAGE_REST}')), COUNT(*), COALESCE(SUM(cost_pico), 0),"
+            " SUM(input_tokens), SUM(output_tokens)"
+            f" FROM {self.n.spans}{where} GROUP BY 1, 2, 3, 4, 5"
+        )
+        return sql, params
+
+    def trace_paths(self, flt: QueryFilter) -> tuple[Query, Query]:
+        """Path elements in (trace, start, span id) order, and the traces' rollup rows.
+
+        Ordered rows grouped in Python beat an ordered window aggregate on
+        both engines (SQLite before 3.44 has no ``ORDER BY`` inside
+        ``group_concat``): the scan follows the trace index and only the
+        part within a trace is sorted.
+        """
+        params: list[Any] = []
+        e = "CASE WHEN kind = 'tool' THEN name ELSE step END"
+        where = self.where_spans(flt, params, [f"{e} IS NOT NULL"])
+        rows = (
+            f"SELECT trace_id, {e} FROM {self.n.spans}{where} ORDER BY trace_id, start_ns, span_id"
+        )
+        tparams: list[Any] = []
+        tsql = f"SELECT trace_id, total_pico, unpriced, started_ns FROM {self.n.traces}"
+        if flt.until_ns is not None:
+            tsql += f" WHERE started_ns < {self.d.ph}"
+            tparams.append(flt.until_ns)
+        return (rows, params), (tsql, tparams)
+
+    @staticmethod
+    def path_rows(
+        rows: Sequence[Sequence[Any]], totals: Sequence[Sequence[Any]]
+    ) -> list[TracePath]:
+        """Group ordered element rows per trace (runs collapsed) and attach each total."""
+        by_id = {t[0]: t for t in totals}
+        out: list[TracePath] = []
+        append = out.append
+        current: Any = None
+        elements: list[str] = []
+
+        def emit() -> None:
+            t = by_id.get(current)
+            if t is not None:  # spans and their rollup row are written in one transaction
+                append(
+                    TracePath(
+                        trace_id=str(current),
+                        elements=tuple(elements),
+                        cost=from_pico(t[1]),
+                        unpriced=int(t[2]),
+                        started=ns_to_datetime(int(t[3])),
+                    )
+                )
+
+        for tid, e in rows:
+            if tid != current:
+                if current is not None:
+                    emit()
+                current, elements = tid, [e]
+            elif elements[-1] != e:
+                elements.append(e)
+        if current is not None:
+            emit()
+        return out
+
 
 class SqlQueries:
     """The query half of a SQL store, shared by SQLite and PostgreSQL.
@@ -388,3 +627,63 @@ class SqlQueries:
     def top_traces(self, n: int, flt: QueryFilter) -> list[TopTrace]:
         """Most expensive traces."""
         return self.sql.top_rows(self._query(*self.sql.top_traces(n, flt)))
+
+    def group_by(self, attrs: Sequence[AttrRef], flt: QueryFilter) -> list[GroupRow]:
+        """Spend grouped by several attributes."""
+        return self.sql.group_rows(self._query(*self.sql.group_by(attrs, flt)), len(attrs))
+
+    def part_percentiles(
+        self, attr: AttrRef, quantiles: Sequence[float], flt: QueryFilter
+    ) -> list[PercentileRow]:
+        """Per-value distribution of per-trace spend."""
+        parts_q, unpriced_q = self.sql.part_percentiles(attr, flt)
+        unpriced = {None if k is None else str(k): int(n) for k, n in self._query(*unpriced_q)}
+        return part_rows(self._query(*parts_q), unpriced, quantiles)
+
+    def outliers(
+        self, attr: AttrRef, num: int, den: int, flt: QueryFilter, limit: int
+    ) -> list[OutlierTrace]:
+        """Traces above the outlier rule."""
+        return self.sql.outlier_rows(self._query(*self.sql.outliers(attr, num, den, flt, limit)))
+
+    def trace_paths(self, flt: QueryFilter) -> list[TracePath]:
+        """Raw per-trace paths."""
+        rows_q, totals_q = self.sql.trace_paths(flt)
+        rows = self._query(*rows_q)
+        return self.sql.path_rows(rows, self._query(*totals_q) if rows else [])
+
+    def usage_groups(self, attr: AttrRef | None, flt: QueryFilter) -> list[UsageGroup]:
+        """Spans per (attribute, model, usage, status)."""
+        return usage_group_rows(self._query(*self.sql.usage_groups(attr, flt)))
+
+    def usage_totals(self, attr: AttrRef | None, flt: QueryFilter) -> list[UsageTotal]:
+        """Summed usage per group."""
+        return usage_total_rows(self._query(*self.sql.usage_totals(attr, flt)))
+
+    def part_outliers(
+        self,
+        attr: AttrRef,
+        medians: Sequence[tuple[str | None, int]],
+        num: int,
+        den: int,
+        flt: QueryFilter,
+        limit: int,
+    ) -> list[OutlierTrace]:
+        """Parts above the outlier rule, with their traces' rollup facts."""
+        if not medians or limit == 0:
+            return []
+        picked = [
+            (str(t), None if k is None else str(k), int(p), int(m))
+            for t, k, p, m in self._query(
+                *self.sql.part_outliers(attr, medians, num, den, flt, limit)
+            )
+        ]
+        if not picked:
+            return []
+        ids = sorted({t for t, _, _, _ in picked})
+        meta = {str(r[0]): r for r in self._query(*self.sql.trace_meta(ids))}
+        return [
+            outlier_row(tid, key, meta[tid][1], pico, median, int(meta[tid][2]),
+                        int(meta[tid][3]), int(meta[tid][4]))
+            for tid, key, pico, median in picked
+        ]  # fmt: skip

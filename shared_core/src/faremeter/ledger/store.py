@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from faremeter.ledger.filters import AttrRef, QueryFilter
-from faremeter.ledger.results import CostRow, CostSplit, PercentileRow, TimeBucket, TopTrace
+from faremeter.ledger.results import (
+    CostRow,
+    CostSplit,
+    GroupRow,
+    OutlierTrace,
+    PercentileRow,
+    TimeBucket,
+    TopTrace,
+    TracePath,
+    UsageGroup,
+    UsageTotal,
+)
 from faremeter.spans import SpanRecord
 
 __all__ = ["LedgerStore"]
@@ -72,6 +83,50 @@ class LedgerStore(Protocol):
 
     def cost_split(self, flt: QueryFilter) -> CostSplit:
         """LLM vs tool vs other spend."""
+        ...
+
+    def group_by(self, attrs: Sequence[AttrRef], flt: QueryFilter) -> list[GroupRow]:
+        """Spend grouped by several attributes or span fields at once (any order)."""
+        ...
+
+    def part_percentiles(
+        self, attr: AttrRef, quantiles: Sequence[float], flt: QueryFilter
+    ) -> list[PercentileRow]:
+        """Distribution, per attribute value, of what each trace spent on spans with it."""
+        ...
+
+    def outliers(
+        self, attr: AttrRef, num: int, den: int, flt: QueryFilter, limit: int
+    ) -> list[OutlierTrace]:
+        """Traces whose total exceeds ``num / den`` x their group's median (trace filter)."""
+        ...
+
+    def part_outliers(
+        self,
+        attr: AttrRef,
+        medians: Sequence[tuple[str | None, int]],
+        num: int,
+        den: int,
+        flt: QueryFilter,
+        limit: int,
+    ) -> list[OutlierTrace]:
+        """Traces whose spend on a value exceeds ``num / den`` x that value's median.
+
+        ``medians`` holds each value's median part in picodollars (values not
+        listed are not judged).
+        """
+        ...
+
+    def trace_paths(self, flt: QueryFilter) -> list[TracePath]:
+        """Each trace's step/tool sequence in start order, runs collapsed (any order)."""
+        ...
+
+    def usage_groups(self, attr: AttrRef | None, flt: QueryFilter) -> list[UsageGroup]:
+        """Matching spans grouped by (attribute, model, exact usage, status) (any order)."""
+        ...
+
+    def usage_totals(self, attr: AttrRef | None, flt: QueryFilter) -> list[UsageTotal]:
+        """Summed usage per (attribute, model, status, priced, non-input/output counts)."""
         ...
 
     def close(self) -> None:
