@@ -34,7 +34,7 @@ def test_demo_records_seed001_into_the_ledger(
     tree = capsys.readouterr().out
     assert "research-agent" in tree and "web_search" in tree and "$0.142" in tree
 
-    assert main(["trace", "0" * 32, "--ledger", url]) == 1
+    assert main(["trace", "0" * 32, "--ledger", url]) == 2  # one error line, exit 2
 
 
 def test_default_demo_command_runs_in_a_fresh_directory(tmp_path: Path) -> None:

@@ -1,53 +1,61 @@
-"""``faremeter trace <id>``: one run as a tree with direct, child and total cost."""
+"""``faremeter trace <id or prefix>``: one run as a tree with direct, child and total cost."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from faremeter.cli._context import CliError, add_meter_options, open_meter
 from faremeter.cli._render import money
 
 
 def register(sub: Any) -> None:
     """Add the subcommand to the CLI."""
     p: argparse.ArgumentParser = sub.add_parser("trace", help="print one trace as a cost tree")
-    p.add_argument("trace_id", help="the trace id (as printed by `demo` or `report`)")
     p.add_argument(
-        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
+        "trace_id",
+        help="the trace id as printed by `demo` or `report`, or any unique prefix of it",
     )
+    add_meter_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the tree; exit 1 if the trace is unknown."""
+    """Print the tree (one clear error line if the id is unknown or ambiguous)."""
     from rich.console import Console
     from rich.tree import Tree
 
-    from faremeter.meter import Meter
     from faremeter.tree import TraceNode
 
-    console = Console()
-    meter = Meter(ledger=args.ledger)
-    tree = meter.ledger.trace_tree(args.trace_id)
-    meter.close()
-    if not tree.roots:
-        console.print(f"[red]No trace {args.trace_id!r} in the ledger.[/red]")
-        return 1
+    meter = open_meter(args)
+    try:
+        try:
+            trace_id = meter.ledger.resolve_trace_id(args.trace_id)
+        except (LookupError, ValueError) as exc:
+            raise CliError(str(exc.args[0]) if exc.args else str(exc)) from None
+        tree = meter.ledger.trace_tree(trace_id)
+    finally:
+        meter.close()
+    console = Console(width=max(Console().width, 120))
 
     def label(node: TraceNode) -> str:
         s = node.span
         parts = [f"[bold]{s.name}[/bold] [dim]{s.kind.value}[/dim]"]
-        if s.model:
+        step = s.attributes.get("step")
+        if step is not None and step != s.name:
+            parts.append(f"step={step}")
+        if s.model and s.model != s.name:
             parts.append(s.model)
         if s.usage is not None:
             est = " est." if s.usage.estimated else ""
             parts.append(f"{s.usage.input_tokens:,} in / {s.usage.output_tokens:,} out{est}")
-        direct = s.cost.total
-        parts.append(f"direct {money(direct)}")
+        parts.append(f"direct {money(s.cost.total)}")
         if node.children:
             parts.append(
                 f"children {money(node.child_cost)} total [bold]{money(node.total_cost)}[/bold]"
             )
+        if s.saved:
+            parts.append(f"saved {money(s.saved)}")
         if s.status.value != "ok":
             parts.append(f"[red]{s.status.value}[/red]")
         return "  ".join(parts)
@@ -56,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         for child in node.children:
             add(branch.add(label(child)), child)
 
+    console.print(f"trace {trace_id}")
     for root in tree.roots:
         rich_tree = Tree(label(root))
         add(rich_tree, root)

@@ -601,6 +601,26 @@ class Ledger:
             ),
         )
 
+    def resolve_trace_id(self, prefix: str) -> str:
+        """The one stored trace id that starts with ``prefix`` (a full id, or a unique prefix).
+
+        Raises:
+            LookupError: No trace, or several, start with ``prefix`` (the
+                message lists up to five candidates).
+            ValueError: ``prefix`` is not hexadecimal.
+        """
+        wanted = prefix.strip().lower()
+        if not wanted or any(c not in "0123456789abcdef" for c in wanted):
+            raise ValueError(f"trace id {prefix!r}: expected hexadecimal digits (as printed)")
+        self._sync()
+        found = self.store.trace_ids(wanted, 6)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise LookupError(f"no trace id starts with {prefix!r} in this ledger")
+        more = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise LookupError(f"trace id prefix {prefix!r} is ambiguous: {more}; give more digits")
+
     def trace_tree(self, trace_id: str) -> TraceTree:
         """All stored spans of one trace as a tree with direct/child/total cost."""
         return TraceTree.from_spans(trace_id, self.spans(trace_id))

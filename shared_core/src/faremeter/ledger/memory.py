@@ -266,6 +266,12 @@ class MemoryStore:
             )
         return out
 
+    def trace_ids(self, prefix: str, limit: int) -> list[str]:
+        """Stored trace ids starting with ``prefix``."""
+        with self._lock:
+            ids = {r[_I["trace_id"]] for r in self._rows.values()}
+        return sorted(t for t in ids if t.startswith(prefix))[:limit]
+
     def top_traces(self, n: int, flt: QueryFilter) -> list[TopTrace]:
         """Most expensive traces, ties broken by trace id."""
         traces = sorted(self._traces(flt), key=lambda t: (-t.total_pico, t.trace_id))[:n]

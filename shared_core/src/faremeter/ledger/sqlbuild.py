@@ -403,6 +403,20 @@ class Sql:
             )
         return out
 
+    def trace_ids(self, prefix: str, limit: int) -> Query:
+        """Trace ids starting with ``prefix``: a range scan on the rollup's key.
+
+        A range (``>= prefix`` and ``< prefix + '~'``; ids are lower-case hex)
+        uses the primary-key index on SQLite and PostgreSQL alike, where
+        ``LIKE`` may not.
+        """
+        ph = self.d.ph
+        sql = (
+            f"SELECT trace_id FROM {self.n.traces} WHERE trace_id >= {ph} AND trace_id < {ph}"
+            f" ORDER BY trace_id LIMIT {ph}"
+        )
+        return sql, [prefix, prefix + "~", limit]
+
     def top_traces(self, n: int, flt: QueryFilter) -> Query:
         """The most expensive rollup rows."""
         params: list[Any] = []
@@ -627,6 +641,10 @@ class SqlQueries:
     def top_traces(self, n: int, flt: QueryFilter) -> list[TopTrace]:
         """Most expensive traces."""
         return self.sql.top_rows(self._query(*self.sql.top_traces(n, flt)))
+
+    def trace_ids(self, prefix: str, limit: int) -> list[str]:
+        """Stored trace ids starting with ``prefix``."""
+        return [str(r[0]) for r in self._query(*self.sql.trace_ids(prefix, limit))]
 
     def group_by(self, attrs: Sequence[AttrRef], flt: QueryFilter) -> list[GroupRow]:
         """Spend grouped by several attributes."""

@@ -81,6 +81,10 @@ class LedgerStore(Protocol):
         """The ``n`` most expensive traces (trace-level filter)."""
         ...
 
+    def trace_ids(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` stored trace ids starting with ``prefix``, in order."""
+        ...
+
     def cost_split(self, flt: QueryFilter) -> CostSplit:
         """LLM vs tool vs other spend."""
         ...
