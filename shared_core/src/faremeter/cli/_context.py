@@ -123,9 +123,7 @@ def _check_postgres(url: str) -> None:
             "a PostgreSQL ledger needs psycopg: pip install 'faremeter[postgres]'"
         ) from None
     parts = urlsplit(url)
-    options = {
-        k: v for k, v in parse_qsl(parts.query) if k not in ("schema", "table_prefix")
-    }
+    options = {k: v for k, v in parse_qsl(parts.query) if k not in ("schema", "table_prefix")}
     options["connect_timeout"] = str(CONNECT_TIMEOUT_S)
     conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(options), ""))
     host = parts.hostname or "localhost"
@@ -134,7 +132,9 @@ def _check_postgres(url: str) -> None:
             pass
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CliError(f"cannot reach the PostgreSQL ledger at {host}:{parts.port or 5432}: {first}") from None
+        raise CliError(
+            f"cannot reach the PostgreSQL ledger at {host}:{parts.port or 5432}: {first}"
+        ) from None
 
 
 def open_meter(args: argparse.Namespace, *, must_exist: bool = True, **overrides: Any) -> Meter:
@@ -170,7 +170,9 @@ def parse_window(text: str | None) -> timedelta | None:
     number, unit = raw[:-1], raw[-1:]
     if unit in _UNITS and number.isdigit() and int(number) > 0:
         return timedelta(seconds=int(number) * _UNITS[unit])
-    raise CliError(f"bad window {text!r}: use a positive number and m, h, d or w (90m, 24h, 7d, 2w)")
+    raise CliError(
+        f"bad window {text!r}: use a positive number and m, h, d or w (90m, 24h, 7d, 2w)"
+    )
 
 
 def since(text: str | None) -> datetime | None:
@@ -180,7 +182,7 @@ def since(text: str | None) -> datetime | None:
 
 
 def positive_int(text: str) -> int:
-    """argparse type for counts such as ``--top``: an integer >= 1."""
+    """Argparse type for counts such as ``--top``: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:

@@ -6,16 +6,15 @@ import argparse
 import sys
 from typing import Any
 
+from faremeter.cli._context import add_meter_options, open_meter
+
 
 def register(sub: Any) -> None:
     """Add the subcommand to the CLI."""
     p: argparse.ArgumentParser = sub.add_parser(
         "dashboard", help="serve a live web dashboard of the ledger (needs faremeter[dashboard])"
     )
-    p.add_argument(
-        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
-    )
-    p.add_argument("--config", help="faremeter.toml to read the ledger, prices and budgets from")
+    add_meter_options(p)
     p.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"
     )
@@ -27,12 +26,9 @@ def register(sub: Any) -> None:
 
 
 def _meter(args: argparse.Namespace) -> Any:
-    from faremeter.meter import Meter
-
-    if args.config:
-        overrides: dict[str, Any] = {} if args.ledger is None else {"ledger": args.ledger}
-        return Meter.from_config(args.config, **overrides)
-    return Meter(ledger=args.ledger)
+    # An empty dashboard over a ledger that does not exist yet is allowed: it
+    # fills in live as the app records.
+    return open_meter(args, must_exist=False)
 
 
 def run(args: argparse.Namespace) -> int:

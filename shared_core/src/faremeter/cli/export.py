@@ -32,8 +32,13 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("csv", "jsonl", "parquet"), default="csv")
     p.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
     p.add_argument("--since", metavar="WINDOW", help="only the last 90m / 24h / 7d / 2w …")
-    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                   help="only spans whose attribute KEY (or model/kind/status/tool) is VALUE")  # fmt: skip
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only spans whose attribute KEY (model, kind, status, tool…) is VALUE",
+    )
     add_meter_options(p)
     p.set_defaults(func=run)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from faremeter.cli._context import add_meter_options, open_meter
 from faremeter.cli._render import money
 from faremeter.cli._windows import WINDOWS
 
@@ -23,9 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("--outcome", help="only this outcome (default: every outcome)")
     p.add_argument("--by", default="workflow", help="group by (default: workflow)")
     p.add_argument("--since", choices=sorted(WINDOWS), help="only the last 1h / 24h / 7d / 30d")
-    p.add_argument(
-        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
-    )
+    add_meter_options(p)
     p.set_defaults(func=run)
 
 
@@ -35,10 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from faremeter.analytics.outcomes import cost_per_outcome
-    from faremeter.meter import Meter
 
     since = datetime.now(UTC) - WINDOWS[args.since] if args.since else None
-    meter = Meter(ledger=args.ledger)
+    meter = open_meter(args)
     try:
         rows = cost_per_outcome(meter.ledger, args.outcome, by=args.by, since=since)
     finally:

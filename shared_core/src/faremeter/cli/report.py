@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
                           "spans": r.spans, "traces": r.traces, "input_tokens": r.input_tokens,
                           "output_tokens": r.output_tokens} for r in rows],
                 "percentiles": [{"key": p.key, "traces": p.traces,
-                                 "p50": _str(p.quantiles.get(0.5)), "p90": _str(p.quantiles.get(0.9)),
+                                 "p50": _str(p.quantiles.get(0.5)),
+                                 "p90": _str(p.quantiles.get(0.9)),
                                  "p99": _str(p.quantiles.get(0.99)), "max": _str(p.max),
                                  "total": _str(p.total)} for p in pct],
                 "top_traces": [{"trace_id": t.trace_id, "root": t.root_name, "cost": _str(t.cost),
@@ -146,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
                                  r.input_tokens, r.output_tokens])  # fmt: skip
             return 0
         if not rows:
-            console.print("[yellow]Nothing recorded yet in this window: run `faremeter demo`.[/yellow]")
+            console.print(
+                "[yellow]Nothing recorded yet in this window: run `faremeter demo`.[/yellow]"
+            )
             return 0
         window = f" (last {args.since})" if args.since else ""
         t = Table(title=f"Cost by {args.by}{window}")
@@ -162,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
         console.print(t)
         if any(r.unpriced for r in rows):
-            console.print("[dim]+? : the row also has unpriced spans (unknown price), not in the cost[/dim]")
+            console.print(
+                "[dim]+? : the row also has unpriced spans (unknown price), not in the cost[/dim]"
+            )
         if pct:
             t = Table(title=f"Cost per trace by {args.percentiles_by}")
             for col in (args.percentiles_by, "traces", "p50", "p90", "p99", "max", "total"):
@@ -179,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
         if top:
             t = Table(title=f"Top {len(top)} traces (faremeter trace <id or prefix>)")
             for col in ("trace", "root", "cost", "spans", "started (UTC)"):
-                t.add_column(col, no_wrap=True, justify="right" if col in ("cost", "spans") else "left")
+                t.add_column(
+                    col, no_wrap=True, justify="right" if col in ("cost", "spans") else "left"
+                )
             for tr in top:
                 t.add_row(tr.trace_id, tr.root_name or "?", money(tr.cost), str(tr.spans),
                           tr.started.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip

@@ -6,6 +6,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from faremeter.cli._context import add_meter_options, open_meter
 from faremeter.cli._render import money
 from faremeter.cli._windows import WINDOWS
 
@@ -23,9 +24,7 @@ def register(sub: Any) -> None:
         "--cheaper", action="append", default=[], metavar="MODEL=CHEAPER",
         help="also consider moving MODEL's calls to CHEAPER (repeatable)",
     )  # fmt: skip
-    p.add_argument(
-        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
-    )
+    add_meter_options(p)
     p.set_defaults(func=run)
 
 
@@ -35,7 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from faremeter.analytics.suggestions import suggest
-    from faremeter.meter import Meter
 
     cheaper: dict[str, str] = {}
     for pair in args.cheaper:
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         cheaper[model] = target
     since = datetime.now(UTC) - WINDOWS[args.since] if args.since else None
     where = {"workflow": args.workflow} if args.workflow else None
-    meter = Meter(ledger=args.ledger)
+    meter = open_meter(args)
     try:
         found = suggest(meter.ledger, meter.catalog, since=since, where=where, cheaper=cheaper)
     finally:

@@ -6,6 +6,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from faremeter.cli._context import add_meter_options, open_meter
 from faremeter.cli._render import money
 from faremeter.cli._windows import WINDOWS
 
@@ -22,9 +23,7 @@ def register(sub: Any) -> None:
     p.add_argument("--from-model", help="only calls recorded on this model")
     p.add_argument("--workflow", help="only this workflow")
     p.add_argument("--since", choices=sorted(WINDOWS), help="only the last 1h / 24h / 7d / 30d")
-    p.add_argument(
-        "--ledger", help="ledger url (default: FAREMETER_LEDGER_URL or .faremeter/ledger.db)"
-    )
+    add_meter_options(p)
     p.set_defaults(func=run)
 
 
@@ -34,11 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from faremeter.analytics.whatif import what_if
-    from faremeter.meter import Meter
 
     since = datetime.now(UTC) - WINDOWS[args.since] if args.since else None
     where = {"workflow": args.workflow} if args.workflow else None
-    meter = Meter(ledger=args.ledger)
+    meter = open_meter(args)
     try:
         w = what_if(
             meter.ledger, meter.catalog, model=args.model, step=args.step,
