@@ -6,7 +6,8 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterator
+import importlib
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -16,7 +17,7 @@ from faremeter.spans import SpanRecord
 
 __all__ = ["register", "span_row"]
 
-COLUMNS = (
+COLUMNS: tuple[str, ...] = (
     "trace_id", "span_id", "parent_span_id", "name", "kind", "status", "start", "end",
     "latency_ms", "model", "provider", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd", "unpriced_reason",
@@ -74,7 +75,7 @@ def span_row(span: SpanRecord) -> dict[str, Any]:
 
 
 @contextmanager
-def _open(output: str, binary: bool) -> Iterator[IO[Any]]:
+def _open(output: str, binary: bool) -> Generator[IO[Any]]:
     if output == "-":
         yield sys.stdout.buffer if binary else sys.stdout
         return
@@ -96,10 +97,12 @@ def run(args: argparse.Namespace) -> int:
     """Write every matching span."""
     where = _where(args.where)
     start = since(args.since)
+    pa: Any = None
+    pq: Any = None
     if args.format == "parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        try:  # optional: imported by name so the core has no dependency on it
+            pa = importlib.import_module("pyarrow")
+            pq = importlib.import_module("pyarrow.parquet")
         except ImportError:
             raise CliError("--format parquet needs pyarrow: pip install pyarrow") from None
     meter = open_meter(args)
@@ -119,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
                 row["attributes"] = json.loads(row["attributes"])
                 fh.write(json.dumps(row) + "\n")
     else:
-        table = pa.Table.from_pylist(rows)  # pyright: ignore[reportPossiblyUnbound, reportUnknownMemberType, reportUnknownVariableType]
+        table = pa.Table.from_pylist(rows)
         with _open(args.output, binary=True) as fh:
-            pq.write_table(table, fh)  # pyright: ignore[reportPossiblyUnbound, reportUnknownMemberType]
+            pq.write_table(table, fh)
     if args.output != "-":
         print(f"wrote {len(rows)} spans to {args.output}", file=sys.stderr)
     return 0
