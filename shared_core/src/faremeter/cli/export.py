@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import sys
-import importlib
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
