@@ -19,7 +19,7 @@ from faremeter import Usage
 from faremeter.fallback import RetryPolicy
 from faremeter.routing import Router
 from faremeter.routing.savings import routed_report
-from faremeter_llamaindex._routed import RoutedLLM  # exported as faremeter_llamaindex.RoutedLLM
+from faremeter_llamaindex import RoutedLLM
 from faremeter_llamaindex.testing import Reply, ScriptedLLM
 
 meter = faremeter.Meter(ledger="memory")

@@ -27,9 +27,12 @@ PUBLIC = {
     },
     "faremeter_llamaindex": {
         "FaremeterEventHandler", "FaremeterSpanHandler", "LlamaIndexInstrumentation",
-        "cached_function_tool", "instrument",
+        "ROUTED_MODEL_KEY", "RoutedLLM", "cached_function_tool", "instrument",
     },
-    "faremeter_litellm": {"FaremeterLogger", "Instrumentation", "classify_error", "instrument"},
+    "faremeter_litellm": {
+        "FaremeterLogger", "FaremeterRoutingStrategy", "Instrumentation", "RoutedCompletion",
+        "classify_error", "instrument",
+    },
     "faremeter.calls": {"CallTracker", "drain_calls", "log_fault", "safe_hook"},
 }  # fmt: skip
 

@@ -24,8 +24,24 @@ from faremeter.meter import Meter
 
 if TYPE_CHECKING:
     from faremeter_litellm._logger import FaremeterLogger
+    from faremeter_litellm.routed import RoutedCompletion
+    from faremeter_litellm.routing_strategy import FaremeterRoutingStrategy
 
-__all__ = ["FaremeterLogger", "Instrumentation", "classify_error", "instrument"]
+__all__ = [
+    "FaremeterLogger",
+    "FaremeterRoutingStrategy",
+    "Instrumentation",
+    "RoutedCompletion",
+    "classify_error",
+    "instrument",
+]
+
+# Resolved on first access: each of these imports LiteLLM (seconds).
+_LAZY = {
+    "FaremeterLogger": "faremeter_litellm._logger",
+    "RoutedCompletion": "faremeter_litellm.routed",
+    "FaremeterRoutingStrategy": "faremeter_litellm.routing_strategy",
+}
 
 _CALLBACK_LISTS = (
     "callbacks",
@@ -117,9 +133,11 @@ def instrument(meter: Meter | None = None, **attributes: Any) -> Instrumentation
 
 
 def __getattr__(name: str) -> Any:
-    if name == "FaremeterLogger":
-        from faremeter_litellm._logger import FaremeterLogger
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'faremeter_litellm' has no attribute {name!r}")
+    import importlib
 
-        globals()[name] = FaremeterLogger
-        return FaremeterLogger
-    raise AttributeError(f"module 'faremeter_litellm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

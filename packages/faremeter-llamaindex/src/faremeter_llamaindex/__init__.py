@@ -32,11 +32,14 @@ from faremeter.calls import CallTracker, safe_hook
 from faremeter.instrumentation import Instrumentation, InstrumentationRegistry
 from faremeter_llamaindex._cache import cached_function_tool
 from faremeter_llamaindex._recorder import Recorder
+from faremeter_llamaindex._routed import ROUTED_MODEL_KEY, RoutedLLM
 
 __all__ = [
     "FaremeterEventHandler",
     "FaremeterSpanHandler",
     "LlamaIndexInstrumentation",
+    "ROUTED_MODEL_KEY",
+    "RoutedLLM",
     "cached_function_tool",
     "instrument",
 ]

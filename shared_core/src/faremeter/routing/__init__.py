@@ -23,14 +23,17 @@ from faremeter.routing.rules import RouteRule
 
 if TYPE_CHECKING:
     from faremeter.routing.config import RoutingConfig, parse_routing
+    from faremeter.routing.routed_call import ModelRouting, RoutePlan
 
 __all__ = [
     "BUILTIN_TIERS",
     "CAPABILITY_ALIASES",
     "Candidate",
     "ComplexityScorer",
+    "ModelRouting",
     "NoCandidateError",
     "RouteDecision",
+    "RoutePlan",
     "RouteRequest",
     "RouteRule",
     "Router",
@@ -67,4 +70,9 @@ def __getattr__(name: str) -> Any:
         from faremeter.routing import config
 
         return getattr(config, name)
+    if name in ("ModelRouting", "RoutePlan"):
+        # The routed call: router + budgets + fallback chain, used by the frameworks' routed models.
+        from faremeter.routing import routed_call
+
+        return getattr(routed_call, name)
     raise AttributeError(f"module 'faremeter.routing' has no attribute {name!r}")

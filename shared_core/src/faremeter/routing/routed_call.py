@@ -12,11 +12,13 @@ the framework lives here:
    the chosen model *before* anything is sent. A ``deny`` budget raises
    :class:`~faremeter.BudgetExceeded` to the caller; a ``degrade`` budget first
    shrinks ``max_tokens``, then asks the router for a model that fits the
-   money left. The reservation is then handed over: it is released as the
-   provider call starts, because the framework's own instrumentation (the
-   priced layer) reserves the same call again and settles it to its real
-   cost. Holding both would count the call twice against the budget.
-3. **Fall back.** :meth:`ModelRouting.call` runs the call through a
+   money left. The framework's own instrumented call (the priced layer) must
+   not reserve the same request again: where the call lifecycle supports it
+   (``faremeter.calls.ADOPTS_ADMISSIONS``), it *adopts* this reservation
+   (:mod:`faremeter.routing.admission`) and settles it to the real cost;
+   otherwise the reservation is released as the call starts and the priced
+   call reserves its own.
+3. **Fall back.** :meth:`ModelRouting.run` runs the call through a
    :class:`~faremeter.fallback.FallbackChain` over the decision's model and
    alternatives: retries, fallbacks and breakers, every attempt a span.
 
@@ -31,6 +33,7 @@ carry cost, so a provider request is charged once, by the framework layer.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import (
     AsyncIterable,
@@ -42,10 +45,12 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from faremeter.errors import BudgetExceeded
+from faremeter.routing.admission import Admission, admitted
 from faremeter.routing.decision import RouteDecision, RouteRequest
 from faremeter.routing.savings import BASELINE_ATTRIBUTE, CHOSEN_ATTRIBUTE
 
@@ -57,6 +62,8 @@ if TYPE_CHECKING:
     from faremeter.spans import AttributeValue
 
 __all__ = ["ModelRouting", "RoutePlan"]
+
+_log = logging.getLogger("faremeter")
 
 T = TypeVar("T")
 
@@ -73,6 +80,8 @@ class RoutePlan:
             ``degrade`` budget fitted the call; ``None``: the caller's own).
         degraded: Why a budget changed the call, or ``None``.
         attributes: The attribution the decision was made with.
+        reservation: The budget reservation held for the call's priced
+            model call to adopt (``None``: none held; see :meth:`ModelRouting.run`).
     """
 
     decision: RouteDecision
@@ -81,6 +90,7 @@ class RoutePlan:
     max_tokens: int | None = None
     degraded: str | None = None
     attributes: Mapping[str, AttributeValue]
+    reservation: Any = field(default=None, compare=False, repr=False)
 
     @property
     def model(self) -> str:
@@ -223,8 +233,15 @@ class ModelRouting:
         max_tokens: int | None = None,
         attributes: Mapping[str, Any] | None = None,
         tags: tuple[str, ...] = (),
+        hold: bool = True,
     ) -> RoutePlan:
         """Route one call and admit it against the meter's budgets.
+
+        With ``hold`` (the default) the reservation stays in the plan for the
+        priced call made by :meth:`run` to adopt, when the call lifecycle
+        supports it; otherwise (or with ``hold=False``, when the call is not
+        made through :meth:`run`) it is released as soon as the call is
+        admitted and the priced call reserves again.
 
         Raises:
             BudgetExceeded: A budget refused the call and nothing fits (recorded
@@ -249,10 +266,13 @@ class ModelRouting:
                 trace_id=_trace_id(),
                 fit=fit,
             )
-        except Exception as exc:
+        except BudgetExceeded as exc:
             self._denied(meter, decision, attrs, exc)
             raise
-        return self._admitted(res, decision, fitted, max_tokens, attrs)
+        except Exception:  # faremeter's own fault must not stop the call
+            _log.exception("faremeter: budget admission failed; the call goes unadmitted")
+            return self._plan(decision, max_tokens, None, attrs)
+        return self._admitted(res, decision, fitted, max_tokens, attrs, hold)
 
     async def aplan(
         self,
@@ -262,6 +282,7 @@ class ModelRouting:
         max_tokens: int | None = None,
         attributes: Mapping[str, Any] | None = None,
         tags: tuple[str, ...] = (),
+        hold: bool = True,
     ) -> RoutePlan:
         """:meth:`plan` for asyncio (a remote budget store is not called on the loop)."""
         meter = self._meter()
@@ -282,10 +303,13 @@ class ModelRouting:
                 trace_id=_trace_id(),
                 fit=fit,
             )
-        except Exception as exc:
+        except BudgetExceeded as exc:
             self._denied(meter, decision, attrs, exc)
             raise
-        return self._admitted(res, decision, fitted, max_tokens, attrs)
+        except Exception:  # faremeter's own fault must not stop the call
+            _log.exception("faremeter: budget admission failed; the call goes unadmitted")
+            return self._plan(decision, max_tokens, None, attrs)
+        return self._admitted(res, decision, fitted, max_tokens, attrs, hold)
 
     def _fitter(
         self,
@@ -323,20 +347,18 @@ class ModelRouting:
         fitted: list[RouteDecision],
         max_tokens: int | None,
         attrs: Mapping[str, AttributeValue],
+        hold: bool,
     ) -> RoutePlan:
         model: str = res.model or decision.model
         if model != decision.model:
             decision = next((d for d in reversed(fitted) if d.model == model), decision)
         degraded: str | None = res.degraded
         new_max: int | None = res.max_tokens if degraded else max_tokens
-        # Hand the reservation over: the framework's instrumented call reserves
+        if hold and _lifecycle_adopts():
+            return self._plan(decision, new_max, degraded, attrs, res)
+        # Hand over by releasing: the framework's instrumented call reserves
         # this call again and settles it to its real cost.
-        try:
-            res.release()
-        except Exception:  # a store fault after admission must not fail the call
-            import logging
-
-            logging.getLogger("faremeter").exception("faremeter: releasing a reservation failed")
+        Admission(res).release_unclaimed()
         return self._plan(decision, new_max, degraded, attrs)
 
     def _plan(
@@ -345,6 +367,7 @@ class ModelRouting:
         max_tokens: int | None,
         degraded: str | None,
         attrs: Mapping[str, AttributeValue],
+        reservation: Any = None,
     ) -> RoutePlan:
         baseline, baseline_cost = self._baseline(decision)
         return RoutePlan(
@@ -354,6 +377,7 @@ class ModelRouting:
             max_tokens=max_tokens,
             degraded=degraded,
             attributes=attrs,
+            reservation=reservation,
         )
 
     def _denied(
@@ -364,19 +388,14 @@ class ModelRouting:
         exc: BaseException,
     ) -> None:
         from faremeter.cost import Cost
-        from faremeter.errors import BudgetExceeded
         from faremeter.spans import SpanKind, SpanStatus
 
-        if not isinstance(exc, BudgetExceeded):
-            return
         try:
             attributes = dict(self._plan(decision, None, None, attrs).span_attributes())
             span = meter.start_span(self.name, kind=SpanKind.CHAIN, attributes=attributes)
             span.end(status=SpanStatus.DENIED, error=exc, error_class="budget", cost=Cost())
         except Exception:
-            import logging
-
-            logging.getLogger("faremeter").exception("faremeter: recording a denial failed")
+            _log.exception("faremeter: recording a denial failed")
 
     # ------------------------------------------------------------------- calling
 
@@ -390,27 +409,47 @@ class ModelRouting:
         )
 
     def run(self, plan: RoutePlan, fn: Callable[[str], T]) -> T:
-        """Call ``fn(model)`` down the plan's chain; every attempt is a span."""
+        """Call ``fn(model)`` down the plan's chain; every attempt is a span.
+
+        Inside each attempt the priced call sees ``route.model`` and
+        ``route.baseline_model`` as attributes, and may adopt the plan's
+        reservation; one nobody adopted is released when the chain ends.
+        """
         stamp = plan.call_attributes()
-        return self.chain(plan).call(
-            lambda model: _stamped(stamp, fn, model),
-            input_tokens=plan.decision.input_tokens,
-            attributes=plan.span_attributes(),
-        )
+        admission = _admission(plan)
+
+        def attempt(model: str) -> T:
+            from faremeter.context import attributes
+
+            with attributes(**stamp), admitted(admission):
+                return fn(model)
+
+        try:
+            return self.chain(plan).call(
+                attempt, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
+            )
+        finally:
+            if admission is not None:
+                admission.release_unclaimed()
 
     async def arun(self, plan: RoutePlan, fn: Callable[[str], Awaitable[T]]) -> T:
         """:meth:`run` for coroutines."""
         stamp = plan.call_attributes()
+        admission = _admission(plan)
 
         async def attempt(model: str) -> T:
             from faremeter.context import attributes
 
-            with attributes(**stamp):
+            with attributes(**stamp), admitted(admission):
                 return await fn(model)
 
-        return await self.chain(plan).acall(
-            attempt, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
-        )
+        try:
+            return await self.chain(plan).acall(
+                attempt, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
+            )
+        finally:
+            if admission is not None:
+                admission.release_unclaimed()
 
     def run_stream(self, plan: RoutePlan, fn: Callable[[str], Iterable[T]]) -> Iterator[T]:
         """Stream from the first candidate that yields a first chunk.
@@ -420,19 +459,24 @@ class ModelRouting:
         caller has shown partial output).
         """
         stamp = plan.call_attributes()
+        admission = _admission(plan)
 
         def first(model: str) -> tuple[Iterator[T], list[T]]:
             from faremeter.context import attributes
 
-            with attributes(**stamp):
+            with attributes(**stamp), admitted(admission):
                 it = iter(fn(model))
                 for head in it:
                     return it, [head]
                 return it, []
 
-        it, head = self.chain(plan).call(
-            first, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
-        )
+        try:
+            it, head = self.chain(plan).call(
+                first, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
+            )
+        finally:
+            if admission is not None:
+                admission.release_unclaimed()
         yield from head
         yield from it
 
@@ -441,19 +485,24 @@ class ModelRouting:
     ) -> AsyncIterator[T]:
         """Async :meth:`run_stream`; ``fn(model)`` is awaited to open the stream."""
         stamp = plan.call_attributes()
+        admission = _admission(plan)
 
         async def first(model: str) -> tuple[AsyncIterator[T], list[T]]:
             from faremeter.context import attributes
 
-            with attributes(**stamp):
+            with attributes(**stamp), admitted(admission):
                 it = aiter(await fn(model))
                 async for head in it:
                     return it, [head]
                 return it, []
 
-        it, head = await self.chain(plan).acall(
-            first, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
-        )
+        try:
+            it, head = await self.chain(plan).acall(
+                first, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
+            )
+        finally:
+            if admission is not None:
+                admission.release_unclaimed()
         for item in head:
             yield item
         async for item in it:
@@ -463,11 +512,15 @@ class ModelRouting:
         return f"ModelRouting({self.router!r})"
 
 
-def _stamped(stamp: Mapping[str, Any], fn: Callable[[str], T], model: str) -> T:
-    from faremeter.context import attributes
+def _admission(plan: RoutePlan) -> Admission | None:
+    return Admission(plan.reservation) if plan.reservation is not None else None
 
-    with attributes(**stamp):
-        return fn(model)
+
+def _lifecycle_adopts() -> bool:
+    """Whether the call lifecycle adopts a routed call's reservation (else: release it)."""
+    from faremeter import calls
+
+    return bool(getattr(calls, "ADOPTS_ADMISSIONS", False))
 
 
 def _trace_id() -> str | None:
