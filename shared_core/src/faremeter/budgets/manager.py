@@ -334,6 +334,30 @@ class BudgetManager:
                 raise
         return res
 
+    def unreserved(
+        self,
+        *,
+        attributes: Mapping[str, object] | None = None,
+        trace_id: str | None = None,
+        kind: str = "llm",
+        name: str | None = None,
+    ) -> Reservation:
+        """A zero reservation for a call that runs whatever the budgets say.
+
+        For frameworks that cannot stop a call from a callback (LlamaIndex
+        swallows handler exceptions): the call was refused, runs anyway, and
+        settling this commits its real cost, so the budget's spent — and every
+        later decision — still sees the money. Nothing is checked or held.
+        """
+        if not self.budgets:
+            return Reservation(None, (), 0, _ZERO, ())
+        plan = self._plan(attributes or {}, trace_id, kind, name)
+        if not plan.targets:
+            return Reservation(None, (), 0, _ZERO, ())
+        now = self.clock()
+        checks = [self._check(t, now) for t in plan.targets]
+        return Reservation(self, checks, 0, _ZERO, plan.names, enforced=False)
+
     def _reserve(
         self,
         attributes: Mapping[str, object] | None,
