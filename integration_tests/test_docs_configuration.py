@@ -200,10 +200,7 @@ def test_documented_defaults_match_the_model(section: str) -> None:
 
 # toml blocks in pages this test does not own that failed when it was written:
 # file -> what failed (a strict xfail: delete the entry once the page is fixed).
-KNOWN_BAD_TOML: dict[str, str] = {
-    "docs/router.md": "docs/router.md:89: routing.models.my-finetune: overrides a model that is "
-    "in no tier (and my-finetune is not in the catalog)",
-}
+KNOWN_BAD_TOML: dict[str, str] = {}
 
 
 def validate_document(data: dict[str, Any], source: str) -> None:

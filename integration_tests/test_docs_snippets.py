@@ -43,23 +43,7 @@ from _docs_blocks import ROOT, doc_files, extract_blocks
 # test for that file is an expected failure; once the page is fixed (or the
 # block is marked not-run), the strict xfail turns into a failure saying so:
 # then delete the entry.
-KNOWN_FAILING: dict[str, str] = {
-    "docs/analytics.md": "line 72: since=... placeholder "
-    "(TypeError: since must be an aware datetime)",
-    "docs/budgets.md": "lines 12 (task_id), 197 (page_on_call), 217 (attrs): undefined names",
-    "docs/caching.md": "lines 50, 222 (meter), 106 (messages): undefined names; 143: cached_tool() "
-    "given the plain function from line 50 ('function' has no model_copy); 178: "
-    "faremeter_llamaindex does not export cached_function_tool",
-    "docs/exports.md": "lines 24, 109, 153, 181, 214: meter is undefined",
-    "docs/fallback.md": "lines 9 (meter, client), 78 (chain): undefined names; 165: "
-    "faremeter_llamaindex does not export RoutedLLM",
-    "docs/langchain.md": "lines 14, 50 (graph), 157 (tool): undefined names",
-    "docs/litellm.md": "line 9: a ... placeholder (AttributeError: 'ellipsis' has no 'get')",
-    "docs/llamaindex.md": "line 15: agent is undefined",
-    "docs/router.md": "lines 13 (messages), 119 (config_dict), 225 (meter), 247 (litellm): "
-    "undefined names; 153: langchain_openai is not installed; 183: faremeter_llamaindex "
-    "does not export RoutedLLM",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 
 # Runs in the subprocess: exec each block in one namespace, padded with blank
