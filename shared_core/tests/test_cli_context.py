@@ -90,3 +90,62 @@ def test_a_broken_config_is_an_error_not_ignored(tmp_path: Path) -> None:
     (tmp_path / "faremeter.toml").write_text("[ledger\nurl=")
     out = run("export", cwd=tmp_path)
     assert out.returncode != 0 and "faremeter.toml" in out.stderr
+
+
+def test_report_and_trace_as_a_newcomer_uses_them(tmp_path: Path) -> None:
+    fill(f"sqlite:///{tmp_path}/.faremeter/ledger.db")
+    out = run("report", "--by", "step", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert {r["key"] for r in report["rows"]} == {"plan", "x"}  # no "(none) $0" structure row
+    unpriced = next(r for r in report["rows"] if r["key"] == "x")
+    assert unpriced["cost"] == "0" and unpriced["unpriced"] == 1
+    trace_id = report["top_traces"][0]["trace_id"]
+    assert len(trace_id) == 32
+
+    table = run("report", "--by", "step", cwd=tmp_path)
+    assert trace_id in table.stdout, "trace ids are printed whole"
+    assert "+?" in table.stdout, "a row with unpriced spans is marked, not shown as plain $0"
+
+    tree = run("trace", trace_id[:7], cwd=tmp_path)
+    assert tree.returncode == 0, tree.stderr
+    assert f"trace {trace_id}" in tree.stdout and "step=plan" in tree.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("report", "--by", "nonexistent_attr"), "known: user_id"),
+        (("report", "--top", "-1"), "must be at least 1"),
+        (("report", "--since", "soon"), "bad window"),
+        (("trace", "ffff"), "no trace id starts with"),
+        (("trace", "not-hex"), "expected hexadecimal"),
+    ],
+)
+def test_report_and_trace_errors(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    fill(f"sqlite:///{tmp_path}/.faremeter/ledger.db")
+    out = run(*args, cwd=tmp_path)
+    assert out.returncode != 0 and out.stdout == ""
+    assert message in out.stderr, out.stderr
+
+
+def test_readme_meter_and_a_bare_handler_agree(tmp_path: Path) -> None:
+    code = (
+        "import itertools\n"
+        "from faremeter import Meter\n"
+        "from faremeter_langchain import FaremeterCallbackHandler\n"
+        "from langchain_core.language_models.fake_chat_models import GenericFakeChatModel\n"
+        "from langchain_core.messages import AIMessage\n"
+        "meter = Meter(ledger='memory')\n"
+        "msg = AIMessage(content='hi', response_metadata={'model_name': 'gpt-4o-mini'},\n"
+        "    usage_metadata={'input_tokens': 10, 'output_tokens': 5, 'total_tokens': 15})\n"
+        "GenericFakeChatModel(messages=itertools.repeat(msg)).invoke(\n"
+        "    'x', config={'callbacks': [FaremeterCallbackHandler()]})\n"
+        "meter.flush()\n"
+        "print(len(meter.ledger.spans()))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FAREMETER_")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=base,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1", "the handler recorded into another meter than Meter()"

@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from rich.columns import Columns
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from faremeter_langchain.demo.profile import BASELINE_MODEL, TASK_CAP
@@ -128,5 +129,7 @@ def render_report(
         return
     console.print("[bold]Next:[/bold]")
     for command, what in hints:
-        console.print(f"  [cyan]{command}[/cyan]", soft_wrap=True)
-        console.print(f"      {what}")
+        # Commands contain extras like faremeter[dashboard]: escape them, or
+        # rich reads the brackets as markup and drops them.
+        console.print(f"  [cyan]{escape(command)}[/cyan]", soft_wrap=True)
+        console.print(f"      {escape(what)}")
