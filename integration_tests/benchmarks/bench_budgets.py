@@ -39,6 +39,8 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 
+from _summary import report_summary
+
 from faremeter.budgets import Budget, BudgetManager
 from faremeter.budgets.stores.redis import RedisBudgetStore
 from faremeter.errors import BudgetExceeded
@@ -165,6 +167,8 @@ def main() -> None:
     three = median_us(cycle(BudgetManager(budgets(3))), 20_000)
     print(f"| in-process | 1 | {one:.2f} | target ≤ 10 µs |")
     print(f"| in-process | 3 | {three:.2f} | team + per-user daily + per-trace |")
+    # Read by run_all.py for the targets table (stripped from BENCHMARKS.md).
+    report_summary("budget_inproc_us", three, unit="µs")
     with tempfile.TemporaryDirectory() as tmp:
         sq = BudgetManager(budgets(3), store=f"sqlite:///{tmp}/b.db", store_timeout_s=5)
         sq_us = median_us(cycle(sq), 2_000)
@@ -226,6 +230,8 @@ def main() -> None:
             f"| Redis (loopback) settle | 3 | {settle_us:.1f} | {trips_settle:g} round trip;"
             f" {settle_us / ping:.2f}× redis-py PING |"
         )
+        for metric, trips in (("reserve", trips_reserve), ("settle", trips_settle)):
+            report_summary(f"budget_redis_{metric}_trips", trips, note="counted on the socket")
         for key in client.scan_iter(match=prefix + "*"):
             client.delete(key)
         rm.close()

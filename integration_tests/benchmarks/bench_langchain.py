@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import langchain_core
+from _summary import report_summary
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -132,9 +133,20 @@ def main() -> None:
         print(f"| {name} | {value:.1f} | {over[name]:.1f} | {ratio} |")
     usage_ratio = ours / over["UsageMetadataCallbackHandler"]
     print(f"\nfaremeter ÷ UsageMetadataCallbackHandler overhead: {usage_ratio:.2f}× (≤ 1.5×)")
+    # Read by run_all.py for the targets table (stripped from BENCHMARKS.md).
+    report_summary(
+        "langchain_vs_usage",
+        usage_ratio,
+        note=f"{ours:.1f} vs {over['UsageMetadataCallbackHandler']:.1f} µs",
+    )
     if lf is not None:
         lf_ratio = ours / over["Langfuse CallbackHandler"]
         print(f"faremeter ÷ Langfuse overhead: {lf_ratio:.2f}× (target ≤ 0.25×)")
+        report_summary(
+            "langchain_vs_langfuse",
+            lf_ratio,
+            note=f"{ours:.1f} vs {over['Langfuse CallbackHandler']:.1f} µs",
+        )
     spans = len(meter.ledger.spans())
     print(f"spans recorded by faremeter: {spans}", file=sys.stderr)
 

@@ -31,6 +31,8 @@ from collections import deque
 from decimal import Decimal
 from pathlib import Path
 
+from _summary import report_summary
+
 from faremeter.cost import Cost
 from faremeter.ledger import Ledger
 from faremeter.ledger.codec import SPAN_COLUMNS, encode_span
@@ -165,6 +167,14 @@ def main() -> None:
             print("| hot path (median per call) | ns |\n|---|---:|")
             for name, v in hot:
                 print(f"| {name} | {v:,.0f} |")
+            # Read by run_all.py for the targets table (stripped from BENCHMARKS.md).
+            report_summary(
+                "record_us",
+                hot[0][1] / 1000,
+                unit="µs",
+                peer="`queue.Queue.put`",
+                peer_value=hot[3][1] / 1000,
+            )
         if "sustained" not in parts:
             return
 
@@ -179,6 +189,13 @@ def main() -> None:
         print(
             f"| floor: plain `sqlite3.executemany`, pre-encoded rows, no indexes/rollup "
             f"({floor_n:,}) | {floor_n / floor:,.0f} |"
+        )
+        report_summary(
+            "sqlite_spans_per_s",
+            n / elapsed,
+            peer="plain `executemany` floor",
+            peer_value=floor_n / floor,
+            note=f"{n:,} spans",
         )
         print("\n| spans recorded | RSS (MB) |\n|---:|---:|")
         for count, mb in marks:
@@ -201,6 +218,8 @@ def main() -> None:
         print(f'| `percentiles(by="workflow")` (20 workflows, p50/p90/p99) | {pct:.3f} |')
         print(f"| `top_traces(10)` | {top:.3f} |")
         print(f'| `time_series("hour")` | {day:.3f} |')
+        for metric, value in (("cost_by_user_s", by_user), ("percentiles_s", pct)):
+            report_summary(metric, value, note=f"{n:,} spans")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def _response() -> Any:
 
 
 def _median_us(fn: Any, n: int = N) -> float:
-    samples = []
+    samples: list[float] = []
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(n):
@@ -80,10 +80,13 @@ def main() -> None:
     with_logger = _median_us(call, n=300)
     litellm.callbacks.clear()
     meter.close()
-    print(f"litellm.completion(mock) without logger: {bare:8.1f} µs, with: {with_logger:8.1f} µs")
-    print(f"faremeter start+success per call: {ours:8.1f} µs")
-    print(f"litellm.completion_cost per call: {theirs:8.1f} µs")
-    print(f"ratio (faremeter / litellm cost calc): {ours / theirs:.2f}")
+    print("| measure | value |")  # markdown, ready for BENCHMARKS.md
+    print("|---|---:|")
+    print(f"| `litellm.completion(mock)` without logger | {bare:.1f} µs |")
+    print(f"| `litellm.completion(mock)` with `FaremeterLogger` | {with_logger:.1f} µs |")
+    print(f"| faremeter `Recorder.start` + `success` per call | {ours:.1f} µs |")
+    print(f"| peer: `litellm.completion_cost` per call | {theirs:.1f} µs |")
+    print(f"| ratio faremeter / LiteLLM's cost step | {ours / theirs:.2f} |")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ markdown, ready for BENCHMARKS.md.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -26,6 +27,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at i
 
 import genai_prices
 import litellm
+from _summary import report_summary
 from genai_prices import types as gp_types
 from litellm.types.utils import PromptTokensDetailsWrapper
 from litellm.types.utils import Usage as LiteLLMUsage
@@ -53,11 +55,13 @@ MODELS = [
 ]
 INPUT, OUTPUT, CACHED = 38_800, 3_200, 10_000
 REPEATS, NUMBER = 7, 2_000
+SIZES = {"repeats": REPEATS, "number": NUMBER}  # --quick makes them smaller
 
 
-def median_us(fn: Callable[[], object], number: int = NUMBER) -> float:
+def median_us(fn: Callable[[], object], number: int | None = None) -> float:
+    number = number or SIZES["number"]
     fn()  # warm
-    runs = timeit.repeat(fn, number=number, repeat=REPEATS)
+    runs = timeit.repeat(fn, number=number, repeat=SIZES["repeats"])
     return statistics.median(runs) / number * 1e6
 
 
@@ -83,6 +87,11 @@ def import_time_ms(module: str, runs: int = 7) -> tuple[float, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run")
+    quick = parser.parse_args().quick
+    if quick:
+        SIZES.update(repeats=3, number=500)
     catalog = PriceCatalog.default()
     usage = Usage(input_tokens=INPUT, output_tokens=OUTPUT, cache_read_tokens=CACHED)
     ll_usage = LiteLLMUsage(
@@ -104,7 +113,8 @@ def main() -> None:
     print("Command: `uv run python integration_tests/benchmarks/bench_pricing.py`\n")
     print(
         f"Usage: {INPUT:,} input tokens ({CACHED:,} of them cache reads), {OUTPUT:,} output tokens."
-        f" Median of {REPEATS} runs x {NUMBER:,} calls, warm (model seen before).\n"
+        f" Median of {SIZES['repeats']} runs x {SIZES['number']:,} calls, warm"
+        " (model seen before).\n"
     )
     print(
         "| model | faremeter $ | litellm $ | genai-prices $ | faremeter µs | litellm µs"
@@ -113,17 +123,21 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     ratios_ll: list[float] = []
     ratios_gp: list[float] = []
+    fm_all: list[float] = []
+    ll_all: list[float] = []
     for label, fm_name, ll_name, gp_name, gp_provider in MODELS:
         fm_total = catalog.cost(fm_name, usage).total
         ll_total = sum(litellm.cost_per_token(model=ll_name, usage_object=ll_usage))
         gp_total = genai_prices.calc_price(gp_usage, gp_name, provider_id=gp_provider).total_price
-        fm_us = median_us(lambda n=fm_name: catalog.cost(n, usage), number=NUMBER * 20)
+        fm_us = median_us(lambda n=fm_name: catalog.cost(n, usage), number=SIZES["number"] * 20)
         ll_us = median_us(lambda n=ll_name: litellm.cost_per_token(model=n, usage_object=ll_usage))
         gp_us = median_us(
             lambda n=gp_name, p=gp_provider: genai_prices.calc_price(gp_usage, n, provider_id=p),
-            number=NUMBER // 4,
+            number=SIZES["number"] // 4,
         )
         ratios_ll.append(ll_us / fm_us)
+        fm_all.append(fm_us)
+        ll_all.append(ll_us)
         ratios_gp.append(gp_us / fm_us)
         same = "" if abs(Decimal(repr(ll_total)) - (fm_total or 0)) < Decimal("1e-12") else " ≠"
         fm_shown = (fm_total or Decimal(0)).normalize()
@@ -132,9 +146,9 @@ def main() -> None:
             f" | {ll_us:.1f} | {gp_us:.1f} | {ll_us / fm_us:.0f}× | {gp_us / fm_us:.0f}× |"
         )
     print()
-    wall, own = import_time_ms("faremeter")
-    ll_wall, _ = import_time_ms("litellm", runs=3)
-    base_wall, _ = import_time_ms("sys", runs=7)
+    wall, own = import_time_ms("faremeter", runs=3 if quick else 7)
+    ll_wall, _ = import_time_ms("litellm", runs=1 if quick else 3)
+    base_wall, _ = import_time_ms("sys", runs=3 if quick else 7)
     print("| import (fresh interpreter) | wall ms (median) | `-X importtime` self+children ms |")
     print("|---|---|---|")
     print(f"| `python -c 'import sys'` (interpreter start) | {base_wall:.0f} | – |")
@@ -162,6 +176,15 @@ def main() -> None:
         f" `litellm.cost_per_token` and {min(ratios_gp):.0f}–{max(ratios_gp):.0f}× faster than"
         " `genai_prices.calc_price` on the same inputs."
     )
+    # One line per design target, read by run_all.py (stripped from BENCHMARKS.md).
+    report_summary(
+        "pricing_us",
+        max(fm_all),
+        unit="µs",
+        peer="litellm `cost_per_token`",
+        peer_value=statistics.median(ll_all),
+    )
+    report_summary("import_ms", wall, unit="ms", peer="`import litellm`", peer_value=ll_wall)
 
 
 def _ver(dist: str) -> str:

@@ -17,6 +17,7 @@ Median of repeated runs, one process, warm. Output is markdown for BENCHMARKS.md
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -28,10 +29,13 @@ from unittest.mock import MagicMock
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 
+from _summary import report_summary
+
 from faremeter.pricing import PriceCatalog
 from faremeter.routing import Router, RouteRequest, RouteRule
 
 REPEATS, NUMBER = 7, 2_000
+SIZES = {"repeats": REPEATS, "number": NUMBER}  # --quick makes them smaller
 
 TIERS: dict[str, list[str]] = {
     "economy": [
@@ -101,8 +105,8 @@ def rules(tiers: dict[str, list[str]]) -> list[RouteRule]:
 
 def median_us(fn: Callable[[], object]) -> float:
     fn()
-    runs = timeit.repeat(fn, number=NUMBER, repeat=REPEATS)
-    return statistics.median(runs) / NUMBER * 1e6
+    runs = timeit.repeat(fn, number=SIZES["number"], repeat=SIZES["repeats"])
+    return statistics.median(runs) / SIZES["number"] * 1e6
 
 
 def litellm_classifier() -> Callable[[str], Any] | None:
@@ -117,6 +121,10 @@ def litellm_classifier() -> Callable[[str], Any] | None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run")
+    if parser.parse_args().quick:
+        SIZES.update(repeats=3, number=100)
     catalog = PriceCatalog.default()
     tiers = available(catalog)
     n_candidates = sum(len(v) for v in tiers.values())
@@ -184,6 +192,10 @@ def main() -> None:
         print(f"| LiteLLM `ComplexityRouter.classify` (tier only) | {lite:.1f} | 1.0x |")
     else:
         print("| LiteLLM `ComplexityRouter.classify` | n/a (not installed) | |")
+    # Read by run_all.py for the targets table (stripped from BENCHMARKS.md).
+    report_summary(
+        "router_us", max(hit, miss), unit="µs", peer="LiteLLM `classify`", peer_value=lite
+    )
 
 
 if __name__ == "__main__":
