@@ -220,6 +220,9 @@ class WebhookSink:
         import httpx
         import tenacity
 
+        from faremeter.background import leave_signals_to_the_main_thread
+
+        leave_signals_to_the_main_thread()
         kwargs: dict[str, Any] = {}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep

@@ -309,22 +309,18 @@ class CallTracker:
                 parent = found.span
         if parent is None:
             parent = current_span()
-        meter = parent.meter if parent is not None and self._meter is None else self.meter
-        span = meter.start_span(
-            name,
-            kind=kind,
-            parent=parent,
-            attributes=attributes,
-            model=model,
-            provider=provider,
-            tags=tags,
-            start_ns=start_ns,
+        meter = self._meter
+        if meter is None:
+            meter = parent.meter if parent is not None else get_meter()
+        # The parent is resolved: open directly (start_span would look it up again).
+        span = meter._open(  # pyright: ignore[reportPrivateUsage]
+            name, kind, parent, False, attributes, model, provider, tags, start_ns
         )
         if self.attributes:
             for k, v in self.attributes.items():
                 span.attributes.setdefault(k, v)
-        if parent is None and span.trace.root is None:
-            span.trace.root = span
+        if parent is None:
+            span.trace.root = span  # a fresh trace: this span is its root
         call = _Call(span, True)
         call.prompt = prompt
         if meter.budgets is not None and (kind in _PRICED or kind is SpanKind.TOOL):
@@ -516,26 +512,26 @@ class CallTracker:
         try:
             return self._record_call(
                 call,
-                usage=usage,
-                completion=completion,
-                cached=cached,
-                model=model,
-                price_as=price_as,
-                provider=provider,
-                cost=cost,
-                saved=saved,
-                status=status,
-                attributes=attributes,
-                content=content,
-                end_ns=end_ns,
+                usage,
+                completion,
+                cached,
+                model,
+                price_as,
+                provider,
+                cost,
+                saved,
+                status,
+                attributes,
+                content,
+                end_ns,
             )
         finally:
-            self._recorded()
+            if self.waits_on_flush:
+                self._recorded()
 
     def _record_call(
         self,
         call: _Call,
-        *,
         usage: Usage | None,
         completion: Texts,
         cached: bool,
@@ -555,10 +551,17 @@ class CallTracker:
         usage = usage or call.usage
         if completion is None and call.completion is not None:
             completion = call.completion
-        if span.kind is SpanKind.LLM:
+        if span.kind is SpanKind.LLM and (
+            usage is None
+            or (usage.source == "reported" and not (usage.input_tokens and usage.output_tokens))
+        ):
+            # Only counts that may contradict the texts need checking (reconcile_usage
+            # returns anything else untouched).
             usage = reconcile_usage(usage, model=model, prompt=call.prompt, completion=completion)
         if status is None:
             status = SpanStatus.CACHED if cached else SpanStatus.OK
+        elif type(status) is not SpanStatus:
+            status = SpanStatus(status)
         if cost is None and span.kind in _PRICED:
             name = price_as or model
             if cached:
@@ -572,17 +575,10 @@ class CallTracker:
                 "prompts": _text_parts(call.prompt),
                 "completions": _text_parts(completion),
             }
-        meter.settle_call(call.reservation, cost if cost is not None else None)
-        return span.end(
-            status=status,
-            usage=usage,
-            model=model,
-            provider=provider,
-            cost=cost,
-            saved=saved,
-            attributes=attributes,
-            content=content,
-            end_ns=end_ns,
+        if call.reservation is not None:
+            meter.settle_call(call.reservation, cost)
+        return span._end_as(  # pyright: ignore[reportPrivateUsage]
+            status, usage, model, provider, cost, saved, None, None, end_ns, content, attributes
         )
 
     def fail(
@@ -613,7 +609,8 @@ class CallTracker:
                 call, error, usage, model, price_as, cost, error_class, attributes, end_ns
             )
         finally:
-            self._recorded()
+            if self.waits_on_flush:
+                self._recorded()
 
     def _fail_call(
         self,

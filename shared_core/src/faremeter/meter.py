@@ -309,43 +309,70 @@ class Meter:
         """
         if parent is None:
             parent = current_span()
+        return self._open(
+            name, kind, parent, new_trace, attributes, model, provider, tags, start_ns
+        )
+
+    def _open(
+        self,
+        name: str,
+        kind: SpanKind | str,
+        parent: OpenSpan | None,
+        new_trace: bool,
+        attributes: Mapping[str, Any] | None,
+        model: str | None,
+        provider: str | None,
+        tags: tuple[str, ...],
+        start_ns: int | None,
+    ) -> OpenSpan:
+        """:meth:`start_span` with the parent already resolved (``None``: a new trace).
+
+        Positional, for the call lifecycle's hot path, which has looked the
+        parent up already.
+        """
         kind = kind if type(kind) is SpanKind else SpanKind(kind)
-        merged: dict[str, Any] = dict(self.default_attributes)
+        defaults = self.default_attributes
+        merged: dict[str, Any] = dict(defaults) if defaults else {}
         if parent is not None:
             merged.update(parent.attributes)
-        merged.update(current_attributes())
+        in_context = current_attributes()
+        if in_context:
+            merged.update(in_context)
         if attributes:
             merged.update(clean_attributes(attributes))
-        if parent is not None and new_trace:
-            merged["parent_trace_id"] = parent.trace_id
         if parent is None or new_trace:
-            trace = TraceState(self.ids.trace_id())
+            if parent is not None:
+                merged["parent_trace_id"] = parent.trace_id
+            trace = TraceState(self.ids.trace_id(), 1)  # its first span: counted unlocked
             parent_id = None
         else:
             trace = parent.trace
             parent_id = parent.span_id
             if kind in _PRICED_KINDS:
                 _mark_wrapper(parent, kind)
-        trace.opened()
-        return OpenSpan(
-            meter=self,
-            trace=trace,
-            span_id=self.ids.span_id(),
-            parent_span_id=parent_id,
-            name=name,
-            kind=kind,
-            start_ns=self.clock() if start_ns is None else start_ns,
-            attributes=merged,
-            model=model,
-            provider=provider,
-            tags=tags,
-            parent=None if new_trace else parent,
-        )
+            trace.opened()
+        # Built in place rather than through OpenSpan(...): keyword passing of
+        # thirteen arguments costs more than the assignments themselves.
+        span = object.__new__(OpenSpan)
+        span.meter = self
+        span.trace = trace
+        span.span_id = self.ids.span_id()
+        span.parent = None if new_trace else parent
+        span.wrapper = False
+        span.parent_span_id = parent_id
+        span.name = name
+        span.kind = kind
+        span.start_ns = self.clock() if start_ns is None else start_ns
+        span.attributes = merged
+        span.model = model
+        span.provider = provider
+        span.tags = tags
+        span._ended = False  # pyright: ignore[reportPrivateUsage]
+        return span
 
     def _finish(
         self,
         span: OpenSpan,
-        *,
         status: SpanStatus,
         usage: Usage | None,
         model: str | None,
@@ -375,6 +402,9 @@ class Meter:
                     from faremeter.error_classes import classify_error
 
                     error_class = classify_error(error)
+            version = None
+            if cost.model is not None and cost.unpriced_reason is None:
+                version = getattr(self.catalog, "price_version", None)
             # Positional, in SpanRecord's field order (see build_record).
             record = build_record(
                 trace.trace_id,
@@ -390,7 +420,7 @@ class Meter:
                 usage,
                 cost,
                 saved,
-                self._price_version(cost),
+                version,
                 span.attributes,
                 span.tags,
                 error,
@@ -409,7 +439,8 @@ class Meter:
                 except Exception:  # an exporter's fault must not lose the span
                     self._faults += 1
                     logger.exception("faremeter: span listener %r failed", listener)
-            self.ledger.record(record)
+            ledger = self._ledger
+            (self.ledger if ledger is None else ledger).record(record)
             return record
         except Exception:  # faremeter's own fault must never break the host app
             self._faults += 1
@@ -432,11 +463,6 @@ class Meter:
         if span.kind is SpanKind.TOOL and status is SpanStatus.OK:
             return self.catalog.tool_cost(span.name)
         return Cost()
-
-    def _price_version(self, cost: Cost) -> str | None:
-        if cost.model is None or not cost.priced:
-            return None
-        return getattr(self.catalog, "price_version", None)
 
     # -- manual recording ---------------------------------------------------------
     def record_llm(

@@ -28,37 +28,66 @@ __all__ = ["OpenSpan", "TraceState"]
 class TraceState:
     """What this process knows of one trace: its finished spans and running cost.
 
-    Shared by every span of the trace, possibly across threads, hence the lock.
-    It lives as long as something references it (an open span or a trace
-    handle), so a long-lived process does not accumulate finished traces.
+    Shared by every span of the trace, possibly across threads. Recording a
+    span only appends to :attr:`records` (atomic in CPython), so the hot path
+    takes no lock; :attr:`cost` and :attr:`unpriced` fold in the records added
+    since the last read, under the lock. It lives as long as something
+    references it (an open span or a trace handle), so a long-lived process
+    does not accumulate finished traces.
     """
 
-    __slots__ = ("_lock", "cost", "open_spans", "records", "root", "trace_id", "unpriced")
+    __slots__ = ("_cost", "_folded", "_lock", "_opened", "_unpriced", "records", "root", "trace_id")
 
-    def __init__(self, trace_id: str) -> None:
+    def __init__(self, trace_id: str, opened: int = 0) -> None:
         self.trace_id = trace_id
         self.records: list[SpanRecord] = []
-        self.cost: Decimal = ZERO
-        self.unpriced = 0
-        self.open_spans = 0
         self.root: OpenSpan | None = None
+        self._opened = opened  # spans ever started in this trace (in this process)
+        self._cost: Decimal = ZERO
+        self._unpriced = 0
+        self._folded = 0  # records already summed into _cost / _unpriced
         self._lock = threading.Lock()
 
     def opened(self) -> None:
         """Count a span that started and has not ended yet (see :attr:`pending`)."""
         with self._lock:
-            self.open_spans += 1
+            self._opened += 1
 
     def add(self, record: SpanRecord) -> None:
-        """Count a finished span into the running totals."""
-        total = record.cost.total
+        """Count a finished span into the trace (its cost is summed when read)."""
+        self.records.append(record)
+
+    def _fold(self) -> None:
         with self._lock:
-            self.records.append(record)
-            self.open_spans -= 1
-            if total is None:
-                self.unpriced += 1
-            else:
-                self.cost += total
+            records = self.records
+            end = len(records)
+            cost, unpriced = self._cost, self._unpriced
+            for record in records[self._folded : end]:
+                total = record.cost.total
+                if total is None:
+                    unpriced += 1
+                else:
+                    cost += total
+            self._cost, self._unpriced, self._folded = cost, unpriced, end
+
+    @property
+    def cost(self) -> Decimal:
+        """The sum of the priced costs of the spans finished so far."""
+        if self._folded != len(self.records):
+            self._fold()
+        return self._cost
+
+    @property
+    def unpriced(self) -> int:
+        """How many finished spans could not be priced."""
+        if self._folded != len(self.records):
+            self._fold()
+        return self._unpriced
+
+    @property
+    def open_spans(self) -> int:
+        """Spans started and not finished (may dip below 0 transiently across threads)."""
+        return self._opened - len(self.records)
 
     @property
     def pending(self) -> int:
@@ -203,6 +232,43 @@ class OpenSpan:
             end_ns=end_ns,
             content=content,
             attributes=attributes,
+        )
+
+    def _end_as(
+        self,
+        status: SpanStatus,
+        usage: Usage | None,
+        model: str | None,
+        provider: str | None,
+        cost: Cost | None,
+        saved: Decimal | None,
+        error: BaseException | str | None,
+        error_class: str | None,
+        end_ns: int | None,
+        content: Mapping[str, Any] | None,
+        attributes: Mapping[str, Any] | None,
+    ) -> SpanRecord | None:
+        """:meth:`end` for the call lifecycle's hot path: positional, status already a member.
+
+        Keyword passing through two layers costs about as much as pricing a
+        call; :class:`faremeter.calls.CallTracker` ends every adapter span here.
+        """
+        if self._ended:
+            return None
+        self._ended = True
+        return self.meter._finish(  # pyright: ignore[reportPrivateUsage]
+            self,
+            status,
+            usage,
+            model,
+            provider,
+            cost,
+            saved,
+            error,
+            error_class,
+            end_ns,
+            content,
+            attributes,
         )
 
     def snapshot(self) -> SpanRecord:

@@ -9,7 +9,7 @@ objects on the hot path costs more than the rest of recording.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -166,21 +166,29 @@ class SpanRecord:
         return datetime.fromtimestamp(self.end_ns / 1e9, tz=UTC)
 
 
-_FIELD_SETTERS = tuple(
-    SpanRecord.__dict__[name].__set__  # slot descriptors of the frozen dataclass
-    for name in SpanRecord.__dataclass_fields__
-)
+def _compile_builder() -> Callable[..., SpanRecord]:
+    """Generate ``build_record``: one direct slot store per field, no loop.
 
-
-def build_record(*values: Any) -> SpanRecord:
-    """Build a record from every field's value, in declaration order.
-
-    The recording hot path's constructor: a frozen dataclass ``__init__``
-    routes each of the 19 fields through ``object.__setattr__``, which is half
-    the cost of recording a span. Filling the slots directly gives the same
-    object (tested against the constructor) in half the time.
+    A frozen dataclass ``__init__`` routes each of the 19 fields through
+    ``object.__setattr__``, which is half the cost of recording a span; a loop
+    over the slot setters still pays the iteration. The generated function
+    stores each argument straight into its slot.
     """
-    record = object.__new__(SpanRecord)
-    for setter, value in zip(_FIELD_SETTERS, values, strict=True):
-        setter(record, value)
-    return record
+    names = tuple(SpanRecord.__dataclass_fields__)
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": SpanRecord}
+    lines = [f"def build_record({', '.join(names)}):", "    record = _new(_cls)"]
+    for index, name in enumerate(names):
+        namespace[f"_set{index}"] = SpanRecord.__dict__[name].__set__  # the slot's descriptor
+        lines.append(f"    _set{index}(record, {name})")
+    lines.append("    return record")
+    exec("\n".join(lines), namespace)
+    return namespace["build_record"]
+
+
+build_record: Callable[..., SpanRecord] = _compile_builder()
+"""Build a record from every field's value, positionally in declaration order.
+
+The recording hot path's constructor: the same object as the dataclass
+constructor gives (tested against it) in a fraction of the time. A wrong
+number of values raises ``TypeError``.
+"""

@@ -16,8 +16,8 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from faremeter import Cost, Meter, SpanKind, Usage, get_meter
-from faremeter.calls import CallTracker, safe_hook
+from faremeter import BudgetExceeded, Cost, Meter, SpanKind, Usage, get_meter
+from faremeter.calls import CallTracker, log_fault, safe_hook
 from faremeter.context import clean_attributes
 from faremeter.normalize import safe_parse_usage
 from faremeter.spans import ATTRIBUTION_KEYS, validate_attribute_name
@@ -157,8 +157,10 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         cached = False
         gens: list[Any] = []
         for batch in getattr(response, "generations", None) or ():
-            seen: list[Any] = []
-            for gen in batch or ():
+            if not batch:
+                continue
+            seen: list[Any] | None = None  # usage payloads of this batch (built on the 2nd)
+            for gen in batch:
                 gens.append(gen)
                 message = getattr(gen, "message", None)
                 if model is None:
@@ -166,9 +168,14 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
                         first_model(getattr(gen, "generation_info", None))
                     )
                 raw = getattr(message, "usage_metadata", None)
-                if not raw or raw in seen:
+                if not raw:
+                    continue
+                if seen is None:
+                    seen = [raw]
+                elif raw in seen:
                     continue  # n>1 choices: providers copy the request's usage onto each
-                seen.append(raw)
+                else:
+                    seen.append(raw)
                 if is_map(raw) and raw.get("total_cost") == 0:
                     # BaseChatModel._convert_cached_generations stamps total_cost=0
                     # on every message it replays from the LLM cache.
@@ -189,21 +196,33 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         self,
         serialized: Mapping[str, Any] | None,
         prompts: Sequence[Any],
+        chat: bool,
         run_id: UUID,
         parent_run_id: UUID | None,
         tags: list[str] | None,
         metadata: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
     ) -> None:
+        if metadata and metadata.get("ls_provider") == "faremeter":
+            # A RoutedChatModel run: plumbing, not a model call. Its route span
+            # ($0) and the chosen model's own run (priced, reserved) record the
+            # call; registering nothing lets that run nest under the attempt span.
+            return
         params = kwargs.get("invocation_params")
-        model = valid_str(metadata.get("ls_model_name")) if metadata else None
-        model = model or first_model(params)
-        name = (
-            valid_str(kwargs.get("name"))
-            or model
-            or valid_str((serialized or {}).get("name"))
-            or "llm"
-        )
+        model: str | None = None
+        provider: str | None = None
+        if metadata:  # valid_str inlined: this runs for every model call
+            model = metadata.get("ls_model_name")
+            if type(model) is not str or not model:
+                model = None
+            provider = metadata.get("ls_provider")
+            if type(provider) is not str or not provider:
+                provider = None
+        if model is None:
+            model = first_model(params)
+        name = kwargs.get("name")
+        if type(name) is not str or not name:
+            name = model or valid_str((serialized or {}).get("name")) or "llm"
         max_tokens = params.get("max_tokens") if params is not None and is_map(params) else None
         self.calls.start(
             run_id,
@@ -211,17 +230,21 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
             kind=SpanKind.LLM,
             parent_key=parent_run_id,
             model=model,
-            provider=valid_str(metadata.get("ls_provider")) if metadata else None,
+            provider=provider,
             attributes=self._attrs(metadata),
             tags=user_tags(tags) if tags else (),
-            prompt=lambda: texts(prompts),
+            # Read only when usage needs checking (or a budget estimates the call).
+            prompt=(lambda: texts([m for batch in prompts for m in batch]))
+            if chat
+            else (lambda: texts(prompts)),
             max_tokens=max_tokens if type(max_tokens) is int else None,
             # Current while it runs: a provider layer called inside (LiteLLM)
             # nests under it, and the one-charge rule makes this a wrapper.
             activate=True,
         )
 
-    @safe_hook(_WHERE)
+    # The two hooks every model call runs catch inline (log_fault) rather
+    # than through safe_hook's wrapper: same rule, one call frame less.
     def on_chat_model_start(
         self,
         serialized: dict[str, Any],
@@ -234,8 +257,14 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Open an ``llm`` span for a chat model call (reserving its budget first)."""
-        flat = [m for batch in messages for m in batch]
-        self._start_llm(serialized, flat, run_id, parent_run_id, tags, metadata, kwargs)
+        try:
+            self._start_llm(
+                serialized, messages, True, run_id, parent_run_id, tags, metadata, kwargs
+            )
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            log_fault(_WHERE, "on_chat_model_start", exc)
 
     @safe_hook(_WHERE)
     def on_llm_start(
@@ -250,15 +279,19 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Open an ``llm`` span for a completion-style model call."""
-        self._start_llm(serialized, prompts, run_id, parent_run_id, tags, metadata, kwargs)
+        self._start_llm(serialized, prompts, False, run_id, parent_run_id, tags, metadata, kwargs)
 
-    @safe_hook(_WHERE)
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Close the ``llm`` span with the usage of every generation."""
-        usage, model, cached, gens = self._read(response)
-        self.calls.end(
-            run_id, usage=usage, completion=lambda: texts(gens), model=model, cached=cached
-        )
+        try:
+            usage, model, cached, gens = self._read(response)
+            self.calls.end(
+                run_id, usage=usage, completion=lambda: texts(gens), model=model, cached=cached
+            )
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            log_fault(_WHERE, "on_llm_end", exc)
 
     @safe_hook(_WHERE)
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:

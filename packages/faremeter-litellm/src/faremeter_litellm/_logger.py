@@ -45,6 +45,7 @@ def watch_setup(recorder: Recorder, on: bool) -> None:
     global _original_setup
     import litellm.utils
 
+    recorder.watching = on
     if on:
         if recorder not in _watchers:
             _watchers.append(recorder)

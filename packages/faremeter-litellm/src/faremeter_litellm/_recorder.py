@@ -120,6 +120,10 @@ class Recorder:
         self._done: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._last_sweep = time.monotonic()
+        # True while this recorder sees every call LiteLLM sets up (instrument()):
+        # a final hook for a call it never saw set up belongs to a call made
+        # before it was installed (another meter's), and is not recorded here.
+        self.watching = False
 
     @property
     def meter(self) -> Meter:
@@ -251,6 +255,10 @@ class Recorder:
         with self._lock:
             if cid in self._done:
                 return None  # sync and async hooks both fired, or a duplicate
+            if self.watching and cid not in self._callers and cid not in self.calls:
+                # LiteLLM's logging worker delivering a call made before this
+                # logger was installed (e.g. under a previous meter): not ours.
+                return None
             _remember(self._done, cid, None)
         self._maybe_sweep()
         if cid not in self.calls:

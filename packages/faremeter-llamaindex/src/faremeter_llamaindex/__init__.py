@@ -27,18 +27,18 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index_instrumentation import get_dispatcher  # what llama_index.core re-exports
 from pydantic import ConfigDict, Field
 
-from faremeter import Meter
-from faremeter.calls import CallTracker, safe_hook
+from faremeter import BudgetExceeded, Meter
+from faremeter.calls import CallTracker, log_fault, safe_hook
 from faremeter.instrumentation import Instrumentation, InstrumentationRegistry
 from faremeter_llamaindex._cache import cached_function_tool
 from faremeter_llamaindex._recorder import Recorder
 from faremeter_llamaindex._routed import ROUTED_MODEL_KEY, RoutedLLM
 
 __all__ = [
+    "ROUTED_MODEL_KEY",
     "FaremeterEventHandler",
     "FaremeterSpanHandler",
     "LlamaIndexInstrumentation",
-    "ROUTED_MODEL_KEY",
     "RoutedLLM",
     "cached_function_tool",
     "instrument",
@@ -69,7 +69,8 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         """Class name."""
         return "FaremeterSpanHandler"
 
-    @safe_hook(_WHERE)
+    # The hooks every call runs catch inline (log_fault) instead of paying
+    # safe_hook's wrapper frame: same rule, a budget denial still propagates.
     def span_enter(
         self,
         id_: str,
@@ -80,9 +81,13 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         **kwargs: Any,
     ) -> None:
         """Start (or fold, or collapse) the span."""
-        self.recorder.enter(id_, instance, parent_id, bound_args.arguments)
+        try:
+            self.recorder.enter(id_, instance, parent_id, bound_args.arguments)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            log_fault(_WHERE, "span_enter", exc)
 
-    @safe_hook(_WHERE)
     def span_exit(
         self,
         id_: str,
@@ -92,9 +97,13 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         **kwargs: Any,
     ) -> None:
         """End the span (a stream's call waits for its end event)."""
-        self.recorder.exit(id_, result)
+        try:
+            self.recorder.exit(id_, result)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            log_fault(_WHERE, "span_exit", exc)
 
-    @safe_hook(_WHERE)
     def span_drop(
         self,
         id_: str,
@@ -104,7 +113,12 @@ class FaremeterSpanHandler(BaseSpanHandler[SimpleSpan]):
         **kwargs: Any,
     ) -> None:
         """End the span as an error; the exception itself propagates untouched."""
-        self.recorder.exit(id_, None, err if err is not None else RuntimeError("dropped"))
+        try:
+            self.recorder.exit(id_, None, err if err is not None else RuntimeError("dropped"))
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            log_fault(_WHERE, "span_drop", exc)
 
     def new_span(
         self,
@@ -161,10 +175,14 @@ class FaremeterEventHandler(BaseEventHandler):
         """Class name."""
         return "FaremeterEventHandler"
 
-    @safe_hook(_WHERE)
     def handle(self, event: Any, **kwargs: Any) -> None:
         """Route the event to the call it belongs to."""
-        self.recorder.event(event)
+        try:
+            self.recorder.event(event)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            log_fault(_WHERE, "handle", exc)
 
 
 class LlamaIndexInstrumentation(Instrumentation):

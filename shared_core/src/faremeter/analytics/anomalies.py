@@ -492,6 +492,9 @@ class AnomalyMonitor:
         self._stop.clear()
 
         def run() -> None:
+            from faremeter.background import leave_signals_to_the_main_thread
+
+            leave_signals_to_the_main_thread()
             while not self._stop.wait(interval_s):
                 self.process_pending()
             self.process_pending()

@@ -26,6 +26,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Literal
 
+from faremeter.background import leave_signals_to_the_main_thread
 from faremeter.ledger.store import LedgerStore
 from faremeter.spans import SpanRecord
 
@@ -174,6 +175,7 @@ class Writer:
             self.thread.join(None if timeout is None else timeout + 5)
 
     def _run(self) -> None:
+        leave_signals_to_the_main_thread()
         try:
             self._loop()
         except BaseException as exc:
