@@ -108,12 +108,13 @@ def test_deny_budget_raises_and_records_a_denied_route_span() -> None:
     assert route.cost.total == Decimal(0)
 
 
-def test_admitted_reservation_is_handed_over() -> None:
-    # After admission nothing stays reserved: the framework's priced call reserves it.
+def test_plan_holds_the_reservation_for_the_priced_call() -> None:
+    # The call lifecycle adopts it (faremeter.calls.ADOPTS_ADMISSIONS): it stays
+    # held until the priced call inside the routed call settles it.
     meter = make_test_meter(budgets=[Budget("cap", limit="1", window="month")])
-    _routing(meter=meter).plan("hello", max_tokens=10)
+    plan = _routing(meter=meter).plan("hello", max_tokens=10)
     (row,) = meter.budgets.status()
-    assert row.reserved == Decimal(0)
+    assert plan.reservation is not None and row.reserved > 0
 
 
 def test_every_router_model_needs_a_callable_model() -> None:

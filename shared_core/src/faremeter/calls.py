@@ -55,7 +55,10 @@ if TYPE_CHECKING:
     from faremeter.meter import Meter
     from faremeter.open_span import OpenSpan
 
-__all__ = ["CallTracker", "drain_calls", "log_fault", "safe_hook"]
+__all__ = ["ADOPTS_ADMISSIONS", "CallTracker", "drain_calls", "log_fault", "safe_hook"]
+
+ADOPTS_ADMISSIONS = True
+"""Model calls adopt the reservation of an enclosing routed call (see ``routing.admission``)."""
 
 logger = logging.getLogger("faremeter")
 
@@ -348,12 +351,22 @@ class CallTracker:
 
     @staticmethod
     def _reserve(meter: Meter, span: OpenSpan, amount: Decimal | None, enforce: bool) -> Any:
+        if span.kind in _PRICED:
+            # A routed model already reserved this request before routing it:
+            # adopt that reservation instead of reserving the same money twice.
+            from faremeter.routing.admission import take_admission
+
+            adopted = take_admission()
+            if adopted is not None:
+                return adopted
         try:
             return meter.reserve_call(span, amount)
         except BudgetExceeded as exc:
             if not enforce:
+                # The framework runs the call anyway: mark it, and commit its
+                # real cost when it ends so the budget still sees the money.
                 span.attributes["budget_exceeded"] = exc.budget or True
-                return None
+                return meter.unreserved_call(span)
             span.end(status=SpanStatus.DENIED, error=exc, error_class="budget", cost=Cost())
             raise
 

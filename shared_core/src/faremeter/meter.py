@@ -233,6 +233,27 @@ class Meter:
             name=span.model or span.name,
         )
 
+    def unreserved_call(self, span: OpenSpan) -> Any:
+        """A zero reservation whose settlement commits ``span``'s real cost, unchecked.
+
+        For a call a budget refused but the framework runs anyway (LlamaIndex
+        cannot be stopped from a callback): the money is still counted.
+        """
+        manager = self.budgets
+        if manager is None or not hasattr(manager, "unreserved"):
+            return None
+        try:
+            return manager.unreserved(
+                attributes=span.attributes,
+                trace_id=span.trace_id,
+                kind="tool" if span.kind is SpanKind.TOOL else "llm",
+                name=span.model or span.name,
+            )
+        except Exception:  # a budget store fault must not break the call
+            self._faults += 1
+            logger.exception("faremeter: recording an unreserved call failed")
+            return None
+
     def settle_call(self, reservation: Any, cost: Cost | None, *, failed: bool = False) -> None:
         """Settle a reservation to what the call really cost (or release it on failure)."""
         if reservation is None:
