@@ -794,6 +794,21 @@ def test_interleaved_async_streams_of_one_instance_stay_in_their_traces(tmeter: 
 # -- budgets --------------------------------------------------------------------------------------
 
 
+def test_spend_of_calls_llamaindex_runs_over_budget_still_counts() -> None:
+    budget = faremeter.Budget("tiny", limit="0.0000001", window="month")
+    meter = make_test_meter(budgets=[budget])
+    llm = ScriptedLLM([Reply(text="a", usage=U1), Reply(text="b", usage=U1)])
+    with instrument(meter):
+        for _ in range(2):  # the budget refuses both; LlamaIndex runs them anyway
+            llm.chat([ChatMessage(role="user", content="q")])
+    spans = recorded_spans(meter)
+    assert all(s.attributes.get("budget_exceeded") == "tiny" for s in spans)
+    (status,) = meter.budgets.status()
+    assert status.spent == sum((s.cost.total or Decimal(0) for s in spans), Decimal(0)) > 0
+    assert status.reserved == 0
+    meter.close()
+
+
 def test_an_over_budget_call_is_marked_and_still_priced(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
