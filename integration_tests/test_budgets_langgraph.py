@@ -24,7 +24,7 @@ from faremeter.testing import make_test_meter, recorded_spans
 from faremeter_langchain import FaremeterCallbackHandler
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "packages/faremeter-langchain/tests"))
-from lc_fakes import ToolFake, ai, make_agent  # noqa: E402
+from lc_fakes import ToolFake, ai, make_agent
 
 MODEL = "fake-cent"
 CALL = Usage(input_tokens=0, output_tokens=1000)
@@ -49,7 +49,10 @@ class CentFake(ToolFake):
         return {"model": self.model, "max_tokens": self.max_tokens}
 
     def _get_invocation_params(self, stop: Any = None, **kwargs: Any) -> dict[str, Any]:
-        return {**super()._get_invocation_params(stop=stop, **kwargs), "max_tokens": self.max_tokens}
+        return {
+            **super()._get_invocation_params(stop=stop, **kwargs),
+            "max_tokens": self.max_tokens,
+        }
 
 
 @tool
@@ -80,7 +83,9 @@ def test_200_concurrent_graph_runs_against_a_one_dollar_budget() -> None:
     charged = [s for s in spans if s.kind is SpanKind.LLM and s.status is SpanStatus.OK]
     spent = sum((s.cost.total or Decimal(0) for s in charged), Decimal(0))
     assert len(charged) == 100 and spent == Decimal("1.00")
-    assert len([s for s in spans if s.status is SpanStatus.DENIED and s.kind is SpanKind.LLM]) == 100
+    assert (
+        len([s for s in spans if s.status is SpanStatus.DENIED and s.kind is SpanKind.LLM]) == 100
+    )
     [status] = meter.budgets.status()
     assert status.spent == Decimal("1.00") and status.reserved == 0
 

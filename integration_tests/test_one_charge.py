@@ -25,7 +25,7 @@ from faremeter.testing import make_test_meter, recorded_spans
 from faremeter_langchain import FaremeterCallbackHandler
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "packages/faremeter-litellm/tests"))
-from helpers import mock  # noqa: E402
+from helpers import mock
 
 MODEL = "gpt-4o-mini"
 USAGE = Usage(input_tokens=1200, output_tokens=150)
@@ -101,8 +101,11 @@ async def test_async_langchain_model_over_litellm_is_charged_once(meter: Meter) 
 
 def test_sync_litellm_call_in_a_trace_is_exact_after_meter_flush_alone(meter: Meter) -> None:
     with meter.trace("agent") as t:
-        litellm.completion(model=MODEL, messages=[{"role": "user", "content": "hi"}],
-                           mock_response=mock(USAGE, model=MODEL))
+        litellm.completion(
+            model=MODEL,
+            messages=[{"role": "user", "content": "hi"}],
+            mock_response=mock(USAGE, model=MODEL),
+        )
     # LiteLLM logs sync calls on its own thread, after the call returned.
     assert meter.flush()
     assert t.pending == 0

@@ -17,7 +17,9 @@ from faremeter import Meter, Usage
 CLI = [sys.executable, "-m", "faremeter.cli"]
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("FAREMETER_")}
     return subprocess.run(
         [*CLI, *args], cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True,
@@ -70,7 +72,10 @@ def test_config_env_var_and_jsonl(tmp_path: Path) -> None:
     [
         (("export",), "no ledger at"),
         (("export", "--since", "yesterday"), "bad window"),
-        (("export", "--ledger", "postgresql://127.0.0.1:1/x"), "cannot reach the PostgreSQL ledger"),
+        (
+            ("export", "--ledger", "postgresql://127.0.0.1:1/x"),
+            "cannot reach the PostgreSQL ledger",
+        ),
         (("export", "--where", "novalue"), "--where takes KEY=VALUE"),
     ],
 )

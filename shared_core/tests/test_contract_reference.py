@@ -32,6 +32,7 @@ class TestManualApiContract(AdapterContract):
         key = next(_keys)
         tracker.start(key, name=model, model=model, prompt=["What is the answer?"])
         tracker.end(key, usage=usage, completion=reply, **end)  # type: ignore[arg-type]
+
     def run_two_level_agent(self, meter: Meter) -> None:
         with meter.trace("agent"):
             meter.record_llm(self.MODEL, self.FIRST_USAGE)

@@ -14,7 +14,9 @@ from faremeter.errors import BudgetExceeded
 REQUEST = httpx.Request("POST", "https://api.example.test/v1/chat/completions")
 
 
-def status_error(cls: type[openai.APIStatusError], status: int, message: str = "boom", **headers: str):
+def status_error(
+    cls: type[openai.APIStatusError], status: int, message: str = "boom", **headers: str
+):
     response = httpx.Response(status, request=REQUEST, headers=headers)
     return cls(message, response=response, body=None)
 

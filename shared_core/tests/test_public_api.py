@@ -33,7 +33,9 @@ PUBLIC = {
         "FaremeterLogger", "FaremeterRoutingStrategy", "Instrumentation", "RoutedCompletion",
         "classify_error", "instrument",
     },
-    "faremeter.calls": {"ADOPTS_ADMISSIONS", "CallTracker", "drain_calls", "log_fault", "safe_hook"},
+    "faremeter.calls": {
+        "ADOPTS_ADMISSIONS", "CallTracker", "drain_calls", "log_fault", "safe_hook",
+    },
 }  # fmt: skip
 
 

@@ -168,7 +168,9 @@ def test_usage_addition_is_commutative_and_field_wise(a: Usage, b: Usage) -> Non
 def test_money_reads_as_people_read_it() -> None:
     from faremeter.cost import format_usd, tidy
 
-    assert tidy(Decimal("0.0100000")) == Decimal("0.01") and str(tidy(Decimal("0.0100000"))) == "0.01"
+    assert (
+        tidy(Decimal("0.0100000")) == Decimal("0.01") and str(tidy(Decimal("0.0100000"))) == "0.01"
+    )
     assert str(tidy(Decimal("100.000"))) == "100"
     assert format_usd(Decimal("0.0100000")) == "$0.01"
     assert format_usd(Decimal("0.00325")) == "$0.00325"

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from langchain_core.caches import InMemoryCache
@@ -136,9 +135,7 @@ class TestLangChainContract(AdapterContract):
             model.invoke("same question", config={"callbacks": [self.handler(meter)]})
 
     def run_provider_error(self, meter: Meter, error: BaseException) -> None:
-        ToolFake(messages=scripted(error)).invoke(
-            "hi", config={"callbacks": [self.handler(meter)]}
-        )
+        ToolFake(messages=scripted(error)).invoke("hi", config={"callbacks": [self.handler(meter)]})
 
     def run_wrapping_call(self, meter: Meter, inner: Callable[[], None]) -> None:
         model = WrappingFake(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from faremeter.context import attributes, bind, current_attributes, current_span
 from faremeter.cost import CURRENCY, Cost
+from faremeter.default_meter import get_meter, set_meter
 from faremeter.errors import (
     BudgetExceeded,
     ConfigError,
@@ -17,7 +18,6 @@ from faremeter.errors import (
     InvalidUsageError,
     UnknownModelError,
 )
-from faremeter.default_meter import get_meter, set_meter
 from faremeter.meter import Meter
 from faremeter.open_span import OpenSpan
 from faremeter.scope import SpanScope
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from faremeter.budgets import Budget, BudgetManager, BudgetStatus
     from faremeter.caching import ResponseCache, ToolCache
     from faremeter.fallback import CircuitBreaker, FallbackChain, RetryPolicy
-    from faremeter.routing import RouteDecision, RouteRequest, Router
     from faremeter.ledger import Ledger
     from faremeter.pricing import ModelPrice, PriceCatalog, ToolPrice
+    from faremeter.routing import RouteDecision, Router, RouteRequest
 
 __version__ = "0.1.0"
 

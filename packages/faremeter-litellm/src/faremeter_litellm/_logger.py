@@ -102,7 +102,9 @@ class FaremeterLogger(CustomLogger):
         except Exception:
             logger.exception("faremeter: LiteLLM pre-call hook failed")
 
-    def log_post_api_call(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_post_api_call(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         """The provider answered: the call's span stops being the caller's current span."""
         try:
             self.recorder.request_done(_kw(kwargs))

@@ -425,7 +425,7 @@ class AdapterContract(abc.ABC):
         assert self.open_calls(meter) == 0
         assert len(self.llm_spans(recorded_spans(meter))) == self.BOOKKEEPING_RUNS
 
-    def test_no_overrides_DO_NOT_OVERRIDE(self) -> None:  # noqa: N802 - the name is the warning
+    def test_no_overrides_DO_NOT_OVERRIDE(self) -> None:
         """The standard tests are the contract: subclasses implement hooks, never tests."""
         overridden = [
             name
