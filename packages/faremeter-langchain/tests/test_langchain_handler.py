@@ -538,3 +538,12 @@ def test_langgraph_interrupt_is_not_an_error(meter: Meter) -> None:
     spans = recorded_spans(meter)
     assert spans and all(s.status is SpanStatus.OK for s in spans)
     assert any(s.attributes.get("interrupted") == "GraphInterrupt" for s in spans)
+
+
+def test_tool_spans_carry_a_digest_of_their_arguments(meter: Meter) -> None:
+    handler = FaremeterCallbackHandler(meter)
+    for query in ("same", "same", "other"):
+        lookup.invoke({"query": query}, config={"callbacks": [handler]})
+    hashes = [s.attributes.get("tool_args_hash") for s in recorded_spans(meter)]
+    assert hashes[0] == hashes[1] != hashes[2]
+    assert all(isinstance(h, str) and "same" not in h for h in hashes)  # never the arguments

@@ -40,6 +40,15 @@ DEFAULT_METADATA_KEYS: tuple[str, ...] = (*ATTRIBUTION_KEYS, "thread_id")
 
 _WHERE = "langchain"
 _GRAPH_STEP_TAG = "graph:step:"
+
+
+def _args_hash(inputs: Any, input_str: str) -> str:
+    from faremeter.caching.keys import canonical_json, digest
+
+    try:
+        return digest(canonical_json(inputs if isinstance(inputs, Mapping) else input_str))
+    except (TypeError, ValueError):  # arguments with no canonical form: hash their text
+        return digest(canonical_json(str(input_str)))
 # LangGraph control flow (interrupts, Command(graph=PARENT)) travels as exceptions.
 _CONTROL_FLOW = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
 
@@ -346,6 +355,11 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         # Current while the tool body runs: @meter.priced_tool or another
         # framework called inside nests here.
         self._start(run_id, parent_run_id, name, SpanKind.TOOL, tags, metadata, activate=True)
+        span = self.calls.span(run_id)
+        if span is not None:
+            # A digest of the canonical arguments (never the arguments): what the
+            # runaway-loop detector and the cache suggestions group repeated calls by.
+            span.attributes["tool_args_hash"] = _args_hash(kwargs.get("inputs"), input_str)
 
     @safe_hook(_WHERE)
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
