@@ -49,6 +49,8 @@ def _args_hash(inputs: Any, input_str: str) -> str:
         return digest(canonical_json(inputs if isinstance(inputs, Mapping) else input_str))
     except (TypeError, ValueError):  # arguments with no canonical form: hash their text
         return digest(canonical_json(str(input_str)))
+
+
 # LangGraph control flow (interrupts, Command(graph=PARENT)) travels as exceptions.
 _CONTROL_FLOW = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
 
