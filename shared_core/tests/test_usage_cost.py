@@ -192,3 +192,18 @@ def test_trace_tree_prints_as_a_tree() -> None:
     assert "├─ gpt-4o [llm] step=plan  $0.005" in text
     assert "└─ web_search [tool]  $0.005" in text
     assert repr(t.cost) == "Decimal('0.01')"
+
+
+def test_usage_totals_is_the_constructor_for_two_totals() -> None:
+    from faremeter.errors import InvalidUsageError
+    from faremeter.usage import MAX_TOKENS_PER_CALL, Usage, usage_totals
+
+    for i, o, src in [(0, 0, "reported"), (1200, 150, "reported"), (5, 7, "estimated")]:
+        fast = usage_totals(i, o, src)  # type: ignore[arg-type]
+        assert fast == Usage(input_tokens=i, output_tokens=o, source=src)  # type: ignore[arg-type]
+        assert hash(fast) == hash(Usage(input_tokens=i, output_tokens=o, source=src))  # type: ignore[arg-type]
+    for bad in [(-1, 0), (0, MAX_TOKENS_PER_CALL + 1)]:
+        with pytest.raises(InvalidUsageError):
+            usage_totals(*bad)
+    with pytest.raises(InvalidUsageError):
+        usage_totals(1, 1, "guessed")  # type: ignore[arg-type]

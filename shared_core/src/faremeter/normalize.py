@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from faremeter.errors import InvalidUsageError
-from faremeter.usage import Usage, UsageSource
+from faremeter.usage import Usage, UsageSource, usage_totals
 
 __all__ = ["parse_usage", "safe_parse_usage"]
 
@@ -118,7 +118,7 @@ def parse_usage(payload: Any, *, source: UsageSource = "reported") -> Usage | No
         i = data.get("input_tokens", data.get("prompt_tokens"))
         o = data.get("output_tokens", data.get("completion_tokens"))
         if type(i) is int and type(o) is int:
-            return Usage(input_tokens=i, output_tokens=o, source=source)
+            return usage_totals(i, o, source)
 
     for wrapper in ("usage", "usage_metadata", "usageMetadata", "token_usage"):
         inner = _as_mapping(data.get(wrapper))

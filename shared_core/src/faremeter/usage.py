@@ -8,12 +8,13 @@ tokens) with :meth:`Usage.from_exclusive`, so pricing has one rule to follow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from faremeter.errors import InvalidUsageError
 
-__all__ = ["MAX_TOKENS_PER_CALL", "Usage", "UsageSource"]
+__all__ = ["MAX_TOKENS_PER_CALL", "Usage", "UsageSource", "usage_totals"]
 
 UsageSource = Literal["reported", "estimated", "mixed"]
 """Where counts came from: the provider, a tokenizer/heuristic, or a sum of both."""
@@ -205,3 +206,41 @@ class Usage:
         """Inverse of :meth:`to_dict`; validates like the constructor."""
         kwargs = {k: v for k, v in data.items() if k in _FIELDS or k == "source"}
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _compile_totals() -> Callable[[int, int, str], Usage]:
+    """Generate ``usage_totals``: a Usage holding only the two totals, slot by slot.
+
+    Most providers report just input and output totals; building those
+    through the frozen dataclass's ``__init__`` (ten ``object.__setattr__``
+    calls plus validation) is the largest single cost of recording a call.
+    """
+    given = {"input_tokens": "i", "output_tokens": "o", "source": "source"}
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": Usage}
+    lines = ["def usage_totals(i, o, source):", "    u = _new(_cls)"]
+    for index, name in enumerate(Usage.__dataclass_fields__):
+        namespace[f"_set{index}"] = Usage.__dict__[name].__set__  # the slot's descriptor
+        lines.append(f"    _set{index}(u, {given.get(name, '0')})")
+    lines.append("    return u")
+    exec("\n".join(lines), namespace)
+    return namespace["usage_totals"]
+
+
+_usage_totals = _compile_totals()
+
+
+def usage_totals(input_tokens: int, output_tokens: int, source: UsageSource = "reported") -> Usage:
+    """``Usage(input_tokens=..., output_tokens=..., source=...)``, fast, for valid counts.
+
+    Counts outside ``0..MAX_TOKENS_PER_CALL`` (or not ints) go through the
+    validating constructor, which names what is wrong.
+    """
+    if (
+        type(input_tokens) is int
+        and type(output_tokens) is int
+        and 0 <= input_tokens <= MAX_TOKENS_PER_CALL
+        and 0 <= output_tokens <= MAX_TOKENS_PER_CALL
+        and source in _SOURCES
+    ):
+        return _usage_totals(input_tokens, output_tokens, source)
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, source=source)
