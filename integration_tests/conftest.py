@@ -9,7 +9,11 @@ runs and reruns never collide.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +73,41 @@ def redis_url() -> str:
     except OSError:
         pytest.skip(f"Redis not reachable at {REDIS_URL}; {REDIS_HOWTO}")
     return REDIS_URL
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server of the test's own on a free port, for tests that stop or pause it.
+
+    Yields its URL and process; the process is killed afterwards (resumed
+    first if a test paused it with SIGSTOP).
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(500):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                break
+        except OSError:
+            time.sleep(0.01)
+    else:
+        proc.kill()
+        pytest.fail("private redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0", proc
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+        proc.wait()

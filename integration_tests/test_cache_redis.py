@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -162,39 +159,7 @@ def test_redis_entry_survives_a_process_restart(redis_url: str, prefix: str, cle
 
 
 # ---------------------------------------------------------------- a private Redis
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(500):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                break
-        except OSError:
-            time.sleep(0.01)
-    else:
-        proc.kill()
-        pytest.fail("private redis-server did not start")
-    yield f"redis://127.0.0.1:{port}/0", proc
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.kill()
-        proc.wait()
+# (the `private_redis` fixture lives in integration_tests/conftest.py)
 
 
 def test_redis_outage_degrades_to_a_miss(
