@@ -501,3 +501,28 @@ def test_readme_install_line_works(line: str, checkout: Path, tmp_path: Path) ->
 
 if __name__ == "__main__":  # pragma: no cover - manual run
     sys.exit(pytest.main([__file__, "-q", "-p", "no:randomly"]))
+
+
+def test_readme_first_line_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
+    """README's demo line in a fresh clone: a light venv (no LiteLLM, no LlamaIndex) that runs."""
+    if shutil.which("uv") is None or shutil.which("git") is None:
+        pytest.skip("needs uv and git on PATH")
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("pip install uv && uv run"))
+    command = [*shlex.split(line.split("&&", 1)[1]), "--tasks", "10"]
+    env = {
+        k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV" and not k.startswith("FAREMETER_")
+    }
+    done = subprocess.run(
+        command, cwd=clone, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Research agent on LangGraph" in done.stdout and "Next:" in done.stdout
+    site = next((clone / ".venv" / "lib").glob("python3*/site-packages"))
+    installed = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+    assert {"faremeter", "faremeter_langchain", "langgraph"} <= installed
+    assert not installed & {"litellm", "llama_index_core", "pytest", "mkdocs"}, installed
