@@ -219,3 +219,57 @@ def test_litellm_proxy_records_into_shared_postgres_ledger(
         assert master_key not in repr(span.attributes)
         total += want
     assert sum((s.cost.total or Decimal(0)) for s in spans) == total
+
+
+def test_a_proxy_request_over_budget_gets_a_429_naming_the_budget(tmp_path: Path) -> None:
+    """Budgets from faremeter.toml are enforced before the proxy routes the request."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    toml = tmp_path / "faremeter.toml"
+    # Team "search" may spend $0.005 a month; one reply capped at 1,000 tokens fits
+    # (≈ $0.0006 on gpt-4o-mini), one allowed to run to the model's 16,384-token maximum
+    # (≈ $0.0098) does not.
+    toml.write_text(
+        '[[budgets]]\nname = "search-monthly"\nlimit = "0.005"\nwindow = "month"\n'
+        'scope = { team = "search" }\n'
+    )
+    log = tmp_path / "proxy.log"
+    port = _free_port()
+    base = f"http://{HOST}:{port}"
+    master_key = f"sk-{secrets.token_hex(32)}"
+    env = _env("memory", master_key)
+    env["FAREMETER_CONFIG"] = str(toml)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*_litellm_cli(), "--config", str(config), "--host", HOST, "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            with httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT_S) as client:
+                _wait_ready(client, proc, base, log)
+
+                def ask(max_tokens: int | None) -> httpx.Response:
+                    body: dict[str, object] = {
+                        "model": "gpt-4o-mini",
+                        "messages": [{"role": "user", "content": "hello"}],
+                        "metadata": {"team": "search"},
+                    }
+                    if max_tokens is not None:
+                        body["max_tokens"] = max_tokens
+                    return client.post(
+                        f"{base}/v1/chat/completions",
+                        json=body,
+                        headers={"Authorization": f"Bearer {master_key}"},
+                    )
+
+                fits = ask(1000)
+                assert fits.status_code == 200, f"{fits.status_code} {fits.text}\n{_tail(log)}"
+                refused = ask(None)  # worst case: the model's full output cap
+                assert refused.status_code == 429, f"{refused.status_code} {refused.text}"
+                assert "search-monthly" in refused.text
+        finally:
+            _stop(proc)

@@ -152,9 +152,12 @@ class FaremeterLogger(CustomLogger):
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: Any, call_type: Any
     ) -> Any:
-        """Ask for usage on streamed requests through the proxy (unless the caller chose).
+        """Enforce budgets and ask for usage on streams, before the proxy routes a request.
 
         Proxy-only: the SDK has no hook that runs before the request is built.
+        A request over a ``deny`` budget is refused here with HTTP 429 naming
+        the budget, before anything reaches a provider; an admitted request's
+        reservation is adopted by its priced call and settled to its real cost.
         """
         try:
             if (
@@ -166,4 +169,57 @@ class FaremeterLogger(CustomLogger):
                 data["stream_options"] = {"include_usage": True}
         except Exception:
             logger.exception("faremeter: LiteLLM proxy pre-call hook failed")
+        if isinstance(data, dict):
+            await self._admit(_kw(data))
         return data  # pyright: ignore[reportUnknownVariableType]
+
+    async def _admit(self, data: Mapping[str, Any]) -> None:
+        from faremeter.errors import BudgetExceeded
+
+        meter = self.recorder.meter
+        manager: Any = meter.budgets
+        if manager is None:
+            return
+        try:
+            from faremeter.budgets.estimate import estimate_call_cost
+            from faremeter.routing.admission import offer
+            from faremeter_litellm import _translate as tr
+
+            model = data.get("model")
+            metadata = _kw(data.get("metadata")) or _kw(data.get("litellm_metadata"))
+            attributes = tr.attribution(
+                {"litellm_params": {"metadata": metadata}, "user": data.get("user")}
+            )
+            max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
+            amount = (
+                estimate_call_cost(
+                    meter.catalog,
+                    model,
+                    tr.prompt_texts(data.get("messages")),
+                    max_tokens if type(max_tokens) is int else None,
+                )
+                if isinstance(model, str) and model
+                else None
+            )
+            reservation = await manager.areserve(
+                attributes=attributes, trace_id=None, amount=amount, kind="llm", name=model
+            )
+        except BudgetExceeded as exc:
+            from fastapi import HTTPException
+
+            raise HTTPException(
+                status_code=429,
+                detail={
+                    "error": str(exc),
+                    "type": "budget_exceeded",
+                    "budget": exc.budget,
+                    "limit": None if exc.limit is None else str(exc.limit),
+                    "spent": None if exc.spent is None else str(exc.spent),
+                    "reserved": None if exc.reserved is None else str(exc.reserved),
+                    "attempted": None if exc.attempted is None else str(exc.attempted),
+                },
+            ) from None
+        except Exception:
+            logger.exception("faremeter: LiteLLM proxy budget check failed")
+            return
+        offer(reservation)

@@ -20,7 +20,7 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Admission", "admitted", "take_admission"]
+__all__ = ["Admission", "admitted", "offer", "take_admission"]
 
 
 class Admission:
@@ -67,6 +67,18 @@ def admitted(admission: Admission | None) -> Generator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+def offer(reservation: Any) -> Admission:
+    """Offer ``reservation`` to the next priced call in this context (a request's task).
+
+    For hooks that reserve before a request is routed but cannot wrap the call
+    in a ``with`` block (the LiteLLM proxy's pre-call hook): the offer lasts
+    for the rest of the current context, and the first priced call adopts it.
+    """
+    admission = Admission(reservation)
+    _current.set(admission)
+    return admission
 
 
 def take_admission() -> Any:
