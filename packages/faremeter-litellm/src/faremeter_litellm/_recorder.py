@@ -32,32 +32,21 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from faremeter.calls import CallTracker
 from faremeter.context import current_attributes, current_span
-from faremeter.cost import Cost
 from faremeter.meter import Meter
 from faremeter.open_span import OpenSpan
-from faremeter.spans import SpanKind, SpanStatus
+from faremeter.spans import SpanKind
 from faremeter_litellm import _translate as tr
+from faremeter_litellm._router_calls import RouterCalls
 
 __all__ = ["Recorder"]
 
 _EMBEDDING_CALLS = frozenset({"embedding", "aembedding"})
 _MEMORY = 50_000  # call ids remembered (callers, finished calls)
-
-
-@dataclass(slots=True)
-class _RouterCall:
-    """One Router call: the logical span and what its attempts did so far."""
-
-    span: OpenSpan
-    open_attempts: int = 0
-    attempts: int = 0
-    last_error_class: str | None = None
-    last_change: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True, frozen=True)
@@ -112,9 +101,7 @@ class Recorder:
             waits_on_flush=True,
             drain=self._drain,
         )
-        self.router_grace_s = router_grace_s
-        self._router: dict[str, _RouterCall] = {}
-        self._attempt_call: dict[str, str] = {}  # attempt id -> router call key
+        self.router_calls = RouterCalls(lambda: self.meter, router_grace_s)
         self._callers: OrderedDict[str, _Caller] = OrderedDict()
         self._expected: OrderedDict[str, float] = OrderedDict()  # set up, not yet ended
         self._done: OrderedDict[str, None] = OrderedDict()
@@ -124,6 +111,15 @@ class Recorder:
         # a final hook for a call it never saw set up belongs to a call made
         # before it was installed (another meter's), and is not recorded here.
         self.watching = False
+
+    @property
+    def router_grace_s(self) -> float:
+        """How long a Router call whose attempts all failed waits for another attempt."""
+        return self.router_calls.grace_s
+
+    @router_grace_s.setter
+    def router_grace_s(self, value: float) -> None:
+        self.router_calls.grace_s = value
 
     @property
     def meter(self) -> Meter:
@@ -284,10 +280,7 @@ class Recorder:
         attrs["litellm_call_id"] = cid
         router = tr.router_info(kwargs)
         if router is not None:
-            key, parent = self._router_call(router, attrs, parent, start_ns)
-            if key is not None:
-                with self._lock:
-                    self._attempt_call[cid] = key
+            parent = self.router_calls.attempt(cid, router, attrs, parent, start_ns)
             attrs.update(
                 model_group=router["model_group"],
                 deployment=router["deployment"],
@@ -312,32 +305,13 @@ class Recorder:
             activate=activate,
         )
 
-    def _router_call(
-        self,
-        router: Mapping[str, Any],
-        attrs: Mapping[str, Any],
-        parent: OpenSpan | None,
-        start_ns: int | None,
-    ) -> tuple[str | None, OpenSpan | None]:
-        trace = router["trace"]
-        if trace is None:
-            return None, parent
-        key = f"{trace}:{router['original_model_group']}"
-        with self._lock:
-            call = self._router.get(key)
-            if call is None:
-                span = self.meter.start_span(
-                    f"litellm.router:{router['original_model_group']}",
-                    kind=SpanKind.CHAIN,
-                    parent=parent,
-                    attributes={**attrs, "model_group": router["original_model_group"]},
-                    start_ns=start_ns,
-                )
-                call = self._router[key] = _RouterCall(span=span)
-            call.open_attempts += 1
-            call.attempts += 1
-            call.last_change = time.monotonic()
-            return key, call.span
+    def close_idle_calls(self, grace_s: float | None = None) -> int:
+        """End Router calls whose attempts all failed and saw nothing new for ``grace_s``.
+
+        Returns:
+            How many calls were closed.
+        """
+        return self.router_calls.close_idle(grace_s)
 
     def _attempt_done(
         self,
@@ -347,65 +321,11 @@ class Recorder:
         ok: bool,
         kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        with self._lock:
-            key = self._attempt_call.pop(cid, None)
-            call = self._router.get(key) if key is not None else None
-            if call is None:
-                return
-            call.open_attempts -= 1
-            call.last_change = time.monotonic()
-            if not ok:
-                call.last_error_class = error_class or "error"
-                return
-            del self._router[key]  # pyright: ignore[reportArgumentType]
-        router = tr.router_info(kwargs or {}) or {}
-        fell_back = bool(router.get("attempted_fallbacks")) or (
-            router.get("model_group") != router.get("original_model_group")
-        )
-        call.span.end(
-            status=SpanStatus.FALLBACK if fell_back else SpanStatus.OK,
-            cost=Cost(),
-            attributes={
-                "served_model_group": router.get("model_group"),
-                "deployment": router.get("deployment"),
-                "model_id": router.get("model_id"),
-                "attempts": call.attempts,
-                "fallback_reason": call.last_error_class,
-            },
-        )
-
-    def close_idle_calls(self, grace_s: float | None = None) -> int:
-        """End Router calls whose attempts all failed and saw nothing new for ``grace_s``.
-
-        The SDK has no hook for "the Router gave up"; the error reached the
-        caller, and the logical span records it as ``error`` here.
-
-        Returns:
-            How many calls were closed.
-        """
-        grace = self.router_grace_s if grace_s is None else grace_s
-        now = time.monotonic()
-        with self._lock:
-            stale = [
-                (k, c)
-                for k, c in self._router.items()
-                if c.open_attempts <= 0 and now - c.last_change >= grace
-            ]
-            for key, _ in stale:
-                del self._router[key]
-        for _, call in stale:
-            call.span.end(
-                status=SpanStatus.ERROR,
-                cost=Cost(),
-                error=f"every attempt failed (last: {call.last_error_class})",
-                error_class=call.last_error_class,
-                attributes={"attempts": call.attempts, "fallback_reason": call.last_error_class},
-            )
-        return len(stale)
+        self.router_calls.attempt_done(cid, error_class, ok=ok, kwargs=kwargs)
 
     def _maybe_sweep(self) -> None:
         now = time.monotonic()
-        if self._router and now - self._last_sweep > 1.0:
+        if self.router_calls and now - self._last_sweep > 1.0:
             self._last_sweep = now
             self.close_idle_calls()
 
