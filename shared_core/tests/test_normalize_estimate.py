@@ -192,3 +192,39 @@ def test_openai_family_uses_a_real_tokenizer_when_available() -> None:
     if _bundled_tiktoken_cache() is None:
         pytest.skip("no bundled tiktoken encodings and no network")
     assert n == 10
+
+
+def _outcome(payload: Any) -> Usage | str | None:
+    try:
+        return parse_usage(payload)
+    except InvalidUsageError:
+        return "invalid"
+
+
+_small_count = st.one_of(st.none(), st.integers(min_value=0, max_value=3), st.booleans())
+_details = st.one_of(
+    st.none(),
+    st.integers(min_value=0, max_value=2),
+    st.dictionaries(
+        st.sampled_from(["cached_tokens", "reasoning_tokens", "audio_tokens", "cache_read",
+                         "accepted_prediction_tokens", "image_tokens"]),
+        _small_count, max_size=4,
+    ),
+)  # fmt: skip
+_openai_shaped = st.fixed_dictionaries(
+    {"prompt_tokens": st.integers(min_value=0, max_value=50),
+     "completion_tokens": st.integers(min_value=0, max_value=50)},
+    optional={"total_tokens": st.integers(min_value=0, max_value=100),
+              "prompt_tokens_details": _details, "completion_tokens_details": _details,
+              "input_token_details": _details, "output_tokens_details": _details},
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(_openai_shaped)
+def test_totals_with_detail_objects_parse_as_the_full_parser_does(payload: dict[str, Any]) -> None:
+    # A plain dict takes the shortcut for all-zero details; the same payload
+    # behind a read-only mapping takes the full parse. They must agree.
+    from types import MappingProxyType
+
+    assert _outcome(payload) == _outcome(MappingProxyType(payload))

@@ -24,6 +24,17 @@ logger = logging.getLogger("faremeter")
 _FLAT_KEYS = frozenset(
     ("input_tokens", "output_tokens", "total_tokens", "prompt_tokens", "completion_tokens")
 )
+_DETAIL_KEYS = frozenset(
+    (
+        "input_token_details",
+        "prompt_tokens_details",
+        "input_tokens_details",
+        "output_token_details",
+        "completion_tokens_details",
+        "output_tokens_details",
+    )
+)
+_TOTALS_AND_DETAILS = _FLAT_KEYS | _DETAIL_KEYS
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -83,6 +94,18 @@ def _sub(data: Mapping[str, Any], *keys: str) -> Mapping[str, Any] | None:
     return None
 
 
+def _zero_details(data: Mapping[str, Any]) -> bool:
+    """True when every detail object present is a dict of zero (or null) counts."""
+    for value in data.values():  # totals (ints) and detail objects
+        if value.__class__ is dict:
+            for count in cast("dict[str, Any]", value).values():
+                if count is not None and (count.__class__ is not int or count != 0):
+                    return False
+        elif value is not None and value.__class__ is not int:
+            return False  # a pydantic or other detail object: the full parse reads it
+    return True
+
+
 def _z(value: int | None) -> int:
     return 0 if value is None else value
 
@@ -118,6 +141,14 @@ def parse_usage(payload: Any, *, source: UsageSource = "reported") -> Usage | No
         i = data.get("input_tokens", data.get("prompt_tokens"))
         o = data.get("output_tokens", data.get("completion_tokens"))
         if type(i) is int and type(o) is int:
+            return usage_totals(i, o, source)
+    elif data.__class__ is dict and data.keys() <= _TOTALS_AND_DETAILS:
+        # OpenAI's usual shape: totals plus detail objects that are all zero
+        # (no cache, reasoning, audio or image tokens) mean just the totals.
+        # Anything else in the details takes the full parse below.
+        i = data.get("input_tokens", data.get("prompt_tokens"))
+        o = data.get("output_tokens", data.get("completion_tokens"))
+        if type(i) is int and type(o) is int and _zero_details(data):
             return usage_totals(i, o, source)
 
     for wrapper in ("usage", "usage_metadata", "usageMetadata", "token_usage"):

@@ -7,6 +7,7 @@ against. Nothing survives the process.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,6 +51,8 @@ __all__ = [
     "usage_rest",
     "usage_total_rows",
 ]
+
+logger = logging.getLogger("faremeter.ledger")
 
 _I = {name: i for i, name in enumerate(SPAN_COLUMNS)}
 _LLM_KINDS = frozenset({"llm", "embedding"})
@@ -111,23 +114,48 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[str, tuple[Any, ...]] = {}
+        self._row_map: dict[str, tuple[Any, ...]] = {}
         self._spans: dict[str, SpanRecord] = {}
+        # Spans written but not yet encoded into rows. Encoding (JSON of the
+        # attributes and usage, ~10 µs a span) waits for the first query: the
+        # writer thread shares the GIL with the app, so encoding on write would
+        # slow every recorded call of a process that may never query.
+        self._unencoded: list[SpanRecord] = []
 
     def write(self, batch: Sequence[SpanRecord]) -> int:
         """Store the spans not already present; all-or-nothing per batch."""
-        encoded = [(s, encode_span(s)) for s in batch]
         new = 0
         with self._lock:
-            for span, row in encoded:
-                if span.span_id not in self._rows:
-                    self._rows[span.span_id] = row
+            spans = self._spans
+            for span in batch:
+                if span.span_id not in spans:
                     # Keep the decoded form identical to what SQL stores return.
                     if type(span.tags) is not tuple:
                         span = replace(span, tags=tuple(span.tags))
-                    self._spans[span.span_id] = span
+                    spans[span.span_id] = span
+                    self._unencoded.append(span)
                     new += 1
         return new
+
+    @property
+    def _rows(self) -> dict[str, tuple[Any, ...]]:
+        """Every stored span as the encoded row the SQL stores would hold.
+
+        Callers hold ``_lock``.
+        """
+        pending = self._unencoded
+        if pending:
+            self._unencoded = []
+            rows = self._row_map
+            for span in pending:
+                try:
+                    rows[span.span_id] = encode_span(span)
+                except Exception:
+                    # The writer validated nothing here: a span that cannot be
+                    # encoded is dropped, as a SQL store would have refused it.
+                    self._spans.pop(span.span_id, None)
+                    logger.exception("faremeter memory ledger: span %s not stored", span.span_id)
+        return self._row_map
 
     def is_transient(self, exc: BaseException) -> bool:
         """Nothing in memory gets better by waiting."""
