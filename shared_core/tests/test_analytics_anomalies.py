@@ -218,3 +218,28 @@ def test_tool_args_hash_is_canonical() -> None:
     assert tool_args_hash({"q": "x", "n": 1}) == tool_args_hash({"n": 1.0, "q": "x"})
     assert tool_args_hash({"q": "x"}) != tool_args_hash({"q": "y"})
     assert len(tool_args_hash([1, 2])) == 32
+
+
+def test_priced_tool_stamps_its_arguments_so_a_loop_is_caught() -> None:
+    meter = make_test_meter()
+    got: list[Alert] = []
+    monitor = AnomalyMonitor(alerts=got.append, detectors=("loops",))
+    monitor.attach(meter)
+
+    @meter.priced_tool(name="web_search", price_per_call="0.005")
+    def web_search(query: str, limit: int = 5) -> str:
+        return f"results for {query}"
+
+    with meter.trace("agent"):
+        web_search("faremeter", 5)
+        web_search(query="faremeter", limit=5)  # the same call, written otherwise
+        web_search("other")
+        assert monitor.process_pending() == []
+        web_search("faremeter", limit=5.0)  # type: ignore[arg-type]  # 5.0 keys as 5
+        web_search(limit=5, query="faremeter")
+        web_search("faremeter", 5)
+        found = monitor.process_pending()
+    assert [a.kind for a in found] == ["anomaly.runaway_loop"]
+    meter.flush()
+    hashes = [s.attributes.get("tool_args_hash") for s in meter.ledger.spans(kind="tool")]
+    assert len(set(hashes)) == 2 and None not in hashes

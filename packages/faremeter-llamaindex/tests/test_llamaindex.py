@@ -541,6 +541,24 @@ def test_work_inside_a_tool_nests_under_the_tool_span(tmeter: Meter) -> None:
     assert inner.parent_span_id == tool.span_id
 
 
+@pytest.mark.parametrize("how", ["__call__", "call", "acall"])
+def test_a_tool_called_directly_is_one_priced_span(tmeter: Meter, how: str) -> None:
+    # FunctionTool.__call__ runs .call: two LlamaIndex spans, one tool call, one charge.
+    def lookup(query: str) -> str:
+        return f"found {query}"
+
+    tool = FunctionTool.from_defaults(lookup)
+    with instrument(tmeter), tmeter.trace("direct") as t:
+        if how == "acall":
+            arun(lambda: tool.acall("x"))
+        else:
+            out = getattr(tool, how)("x")
+            assert "found x" in str(out)
+    spans = [s for s in recorded_spans(tmeter) if s.kind is SpanKind.TOOL]
+    assert [s.name for s in spans] == ["lookup"]
+    assert t.cost == Decimal("0.001") and spans[0].attributes.get("tool_args_hash")
+
+
 # -- lifecycle ----------------------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ from faremeter.default_meter import get_meter
 from faremeter.error_classes import classify_error
 from faremeter.errors import BudgetExceeded
 from faremeter.estimate import Texts, reconcile_usage
+from faremeter.prompt_prefix import PROMPT_CACHE_MIN_TOKENS, stamp_prompt_prefix
 from faremeter.redact import describe_error
 from faremeter.spans import SpanKind, SpanRecord, SpanStatus
 from faremeter.usage import Usage
@@ -588,6 +589,8 @@ class CallTracker:
                 "prompts": _text_parts(call.prompt),
                 "completions": _text_parts(completion),
             }
+        if usage is not None and usage.input_tokens >= PROMPT_CACHE_MIN_TOKENS and not cached:
+            stamp_prompt_prefix(span.kind, span.attributes, call.prompt, usage)  # prompt_cache data
         if call.reservation is not None:
             meter.settle_call(call.reservation, cost)
         return span._end_as(  # pyright: ignore[reportPrivateUsage]

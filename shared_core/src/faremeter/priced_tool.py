@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -71,9 +72,31 @@ def wrap_priced_tool(meter: Meter, func: Callable[P, R], pricing: ToolPricing) -
     body runs: a denied tool never runs. A tool that raises is an error span,
     not charged, and the exception propagates unchanged.
     """
+    try:
+        signature: inspect.Signature | None = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin without one: hash the raw arguments
+        signature = None
 
-    def begin() -> tuple[OpenSpan, Any]:
+    def args_hash(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        # What the runaway-loop detector groups calls by: the arguments by
+        # parameter name, canonical like the tool cache's keys (never stored).
+        from faremeter.caching.keys import canonical_json, digest
+
+        named: Any = {"args": list(args), "kwargs": kwargs}
+        if signature is not None:
+            with contextlib.suppress(TypeError):  # the call itself will fail the same way
+                named = dict(signature.bind(*args, **kwargs).arguments)
+        try:
+            return digest(canonical_json(named))
+        except (TypeError, ValueError):  # no canonical form: hash their text
+            return digest(canonical_json(str(named)))
+
+    def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[OpenSpan, Any]:
         span = meter.start_span(pricing.name, kind=SpanKind.TOOL)
+        try:
+            span.attributes["tool_args_hash"] = args_hash(args, kwargs)
+        except Exception:  # never let bookkeeping break the tool
+            logger.debug("faremeter: hashing %s's arguments failed", pricing.name, exc_info=True)
         try:
             reservation = meter.reserve_call(span, pricing.known_price())
         except BudgetExceeded as exc:
@@ -99,7 +122,7 @@ def wrap_priced_tool(meter: Meter, func: Callable[P, R], pricing: ToolPricing) -
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            span, reservation = begin()
+            span, reservation = begin(args, kwargs)
             token = activate(span)
             try:
                 result = await async_func(*args, **kwargs)
@@ -115,7 +138,7 @@ def wrap_priced_tool(meter: Meter, func: Callable[P, R], pricing: ToolPricing) -
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        span, reservation = begin()
+        span, reservation = begin(args, kwargs)
         token = activate(span)
         try:
             result = func(*args, **kwargs)

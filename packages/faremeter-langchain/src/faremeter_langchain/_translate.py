@@ -55,19 +55,35 @@ def first_model(source: Any) -> str | None:
     return None
 
 
+def _fields(value: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    found: Any = getattr(value, "__dict__", None)
+    if type(found) is dict:
+        return cast("dict[str, Any]", found)
+    return {k: getattr(value, k, None) for k in names}
+
+
 def text_of(value: Any) -> str:
     """Text of a message, generation or prompt, for token estimates and content."""
     if isinstance(value, str):
         return value
-    message = getattr(value, "message", None)  # a generation: read its message
+    # Pydantic models keep their fields in __dict__: reading it there avoids
+    # getattr's AttributeError path for fields a class lacks (a message has no
+    # ``message``, a system message no ``tool_calls``), costly on pydantic models.
+    fields = _fields(value, ("message", "content", "tool_calls"))
+    message = fields.get("message")  # a generation: read its message
     if message is not None:
         value = message
-    try:
-        text = getattr(value, "text", None)
-    except Exception:  # malformed content (None, numbers) from a buggy integration
-        text = None
-    out = str(text) if isinstance(text, str) else ""
-    calls: Any = getattr(value, "tool_calls", None)
+        fields = _fields(value, ("content", "tool_calls"))
+    content = fields.get("content")
+    if type(content) is str:
+        out = content  # what .text returns for string content, without its accessor's cost
+    else:
+        try:
+            text = getattr(value, "text", None)
+        except Exception:  # malformed content (None, numbers) from a buggy integration
+            text = None
+        out = str(text) if isinstance(text, str) else ""
+    calls = fields.get("tool_calls")
     if isinstance(calls, list):
         for call in cast("list[Any]", calls):
             if isinstance(call, Mapping):  # tool-call arguments are generated tokens too

@@ -18,7 +18,16 @@ from faremeter.normalize import safe_parse_usage
 from faremeter.spans import SpanKind
 from faremeter.usage import Usage
 
-__all__ = ["Kinds", "get", "model_of", "prompt_texts", "reply_text", "reply_texts", "usage_of"]
+__all__ = [
+    "Kinds",
+    "get",
+    "model_of",
+    "prompt_texts",
+    "reply_text",
+    "reply_texts",
+    "tool_args_digest",
+    "usage_of",
+]
 
 _WHERE = "llamaindex"
 _USAGE_KEYS = ("usage", "usage_metadata", "usageMetadata")
@@ -80,6 +89,33 @@ def prompt_texts(arguments: Mapping[str, Any]) -> Texts:
         return lambda: [message_text(m) for m in messages]  # pyright: ignore[reportUnknownVariableType]
     prompt = arguments.get("prompt")
     return prompt if isinstance(prompt, str) else None
+
+
+def tool_args_digest(instance: Any, arguments: Mapping[str, Any] | None) -> str:
+    """``tool_args_hash`` of a tool call from its bound arguments (never the arguments).
+
+    A ``FunctionAgent`` calls ``tool.acall(**tool_kwargs)``: the digest is of
+    that keyword dict, canonicalised like the tool cache and the LangChain
+    adapter do, so the same call hashes the same in both frameworks. The
+    workflow ``Context`` a tool may be handed is not an argument; positional
+    arguments (a direct ``tool("x")``) are kept apart from keywords.
+    """
+    from faremeter.analytics import tool_args_hash
+
+    arguments = arguments or {}
+    args: Any = arguments.get("args") or ()
+    named: dict[str, Any] = dict(arguments.get("kwargs") or {})
+    for key, value in arguments.items():  # BaseTool.call(input): named parameters
+        if key not in ("args", "kwargs"):
+            named[key] = value
+    ctx = getattr(instance, "ctx_param_name", None)
+    if isinstance(ctx, str):
+        named.pop(ctx, None)
+    value: Any = {"args": list(args), "kwargs": named} if args else named  # pyright: ignore[reportUnknownArgumentType]
+    try:
+        return tool_args_hash(value)
+    except (TypeError, ValueError):  # arguments with no canonical form: hash their text
+        return tool_args_hash(str(value))
 
 
 def model_of(fields: Any) -> str | None:

@@ -43,6 +43,7 @@ from faremeter_llamaindex._payloads import (
     model_of,
     prompt_texts,
     reply_texts,
+    tool_args_digest,
 )
 
 __all__ = ["Recorder"]
@@ -117,7 +118,16 @@ class Recorder:
                 node.anchor = self.nodes.get(call.key)  # the call's kept node
                 self.nodes[id_] = node
                 return
-        elif kind is None:
+        elif (
+            kind is SpanKind.TOOL
+            and parent is not None
+            and parent.tool
+            and parent.instance == node.instance
+        ):  # __call__ runs .call: one tool call, one span
+            node.anchor = parent.anchor or parent
+            self.nodes[id_] = node
+            return
+        if kind is None:
             if parent is None:  # a plumbing root: a span only once something needs it
                 node.key = id_
                 outer = current_span()
@@ -170,6 +180,10 @@ class Recorder:
             node.is_run = is_workflow
             node.tool = kind is SpanKind.TOOL
         self.nodes[id_] = node
+        if node.tool:
+            # A digest of the canonical arguments (never the arguments): what the
+            # runaway-loop detector and the tool-cache suggestion group calls by.
+            span.attributes["tool_args_hash"] = tool_args_digest(instance, arguments)
 
     def _awaited(self, instance: int, arguments: Any) -> Call | None:
         if not arguments:
