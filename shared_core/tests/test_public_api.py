@@ -36,6 +36,11 @@ PUBLIC = {
     "faremeter.calls": {
         "ADOPTS_ADMISSIONS", "CallTracker", "drain_calls", "log_fault", "safe_hook",
     },
+    "faremeter.call_probes": {"add_call_probe", "inside_adapter_call"},
+    "faremeter.prompt_prefix": {
+        "HASH_ATTRIBUTE", "PREFIX_CHARS", "PROMPT_CACHE_MIN_TOKENS", "TOKENS_ATTRIBUTE",
+        "prompt_prefix_attributes", "prompt_prefix_hash", "stamp_prompt_prefix",
+    },
 }  # fmt: skip
 
 

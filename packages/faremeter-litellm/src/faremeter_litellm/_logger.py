@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from faremeter.call_probes import add_call_probe
 from faremeter.meter import Meter
+from faremeter_litellm._call_scope import litellm_call_probe, mark_call_set_up
 from faremeter_litellm._recorder import Recorder
 
 __all__ = ["FaremeterLogger", "watch_setup"]
@@ -17,6 +19,7 @@ logger = logging.getLogger("faremeter.litellm")
 
 _watchers: list[Recorder] = []
 _original_setup: Any = None
+_remove_probe: Callable[[], None] | None = None  # unregisters litellm_call_probe
 
 
 def _setup(*args: Any, **kwargs: Any) -> Any:
@@ -25,8 +28,10 @@ def _setup(*args: Any, **kwargs: Any) -> Any:
     LiteLLM has no hook that runs in the caller's context for *every* call
     (``log_pre_api_call`` skips cache hits and custom providers, and a sync
     cache hit is logged from an executor with an empty context); its
-    ``function_setup`` does run there, for every SDK call.
+    ``function_setup`` does run there, for every SDK call. It also marks the
+    context as one LiteLLM calls run in, which arms the stack probe there.
     """
+    mark_call_set_up()
     result: Any = _original_setup(*args, **kwargs)
     try:
         call_kwargs = _kw(result[1] if isinstance(result, tuple) else None)
@@ -41,8 +46,13 @@ def _setup(*args: Any, **kwargs: Any) -> Any:
 
 
 def watch_setup(recorder: Recorder, on: bool) -> None:
-    """Start (or stop) telling ``recorder`` about every call LiteLLM sets up."""
-    global _original_setup
+    """Start (or stop) telling ``recorder`` about every call LiteLLM sets up.
+
+    While any recorder watches, faremeter's GenAI span processor is also told
+    (through :mod:`faremeter.call_probes`) when a LiteLLM call is running, so
+    the provider SDK's own OTel span inside it is not priced a second time.
+    """
+    global _original_setup, _remove_probe
     import litellm.utils
 
     recorder.watching = on
@@ -52,12 +62,17 @@ def watch_setup(recorder: Recorder, on: bool) -> None:
         if _original_setup is None:
             _original_setup = litellm.utils.function_setup
             litellm.utils.function_setup = _setup  # type: ignore[assignment]
+        if _remove_probe is None:
+            _remove_probe = add_call_probe(litellm_call_probe)
     else:
         if recorder in _watchers:
             _watchers.remove(recorder)
         if not _watchers and _original_setup is not None:
             litellm.utils.function_setup = _original_setup
             _original_setup = None
+        if not _watchers and _remove_probe is not None:
+            _remove_probe()
+            _remove_probe = None
 
 
 def _kw(value: Any) -> Mapping[str, Any]:

@@ -21,10 +21,12 @@ enclosing ``meter.trace``), OTel baggage entries named like attribution keys
 Exactly once — a GenAI span is skipped when a faremeter adapter already
 records the same provider request:
 
-1. it started while a faremeter model call was the current span of its
-   context (an adapter's call whose framework calls a provider SDK that
-   OpenLLMetry traces — the adapter must make its call span current while
-   the request runs);
+1. it started inside a model call a faremeter adapter records: that call
+   was the current span of its context (an adapter's call whose framework
+   calls a provider SDK that OpenLLMetry traces), or an adapter that cannot
+   make its call current for exactly the request's duration says through
+   :mod:`faremeter.call_probes` that its call is running there (LiteLLM: a
+   frame of LiteLLM's call wrapper is on the stack);
 2. it carries a correlation id (``litellm.call_id`` by default, see
    :meth:`GenAISpanProcessor.correlate`) that a faremeter span recorded
    recently carries too, or that an adapter reports as an open call (a
@@ -61,6 +63,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'faremeter[otel]'"
     ) from exc
 
+from faremeter.call_probes import inside_adapter_call
 from faremeter.context import current_attributes, current_span
 from faremeter.export.otel_ids import FaremeterOtelSpan
 from faremeter.export.semconv import (
@@ -88,6 +91,7 @@ logger = logging.getLogger("faremeter")
 
 _RECORDED_KINDS = frozenset({SpanKind.LLM, SpanKind.EMBEDDING})
 _TRACELOOP_PROPERTIES = "traceloop.association.properties."
+_FAREMETER_SCOPE = "faremeter"  # the instrumentation scope of faremeter's own exported spans
 
 # Each field: the attribute spellings seen in the wild, preferred first.
 _INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
@@ -162,6 +166,12 @@ def usage_from_attributes(attrs: Mapping[str, Any]) -> Usage | None:
         cache_write_tokens=cache_write,
         reasoning_tokens=reasoning,
     )
+
+
+def _is_faremeters(span: Span) -> bool:
+    """A span faremeter's own exporter made (never a duplicate of an adapter's call)."""
+    scope = span.instrumentation_scope
+    return scope is not None and scope.name == _FAREMETER_SCOPE
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -266,9 +276,13 @@ class GenAISpanProcessor(SpanProcessor):
         try:
             parent = current_span()
             otel_parent = otel_trace.get_current_span(parent_context)
-            inside = (parent is not None and parent.kind in _RECORDED_KINDS) or (
-                isinstance(otel_parent, FaremeterOtelSpan)
-                and otel_parent.faremeter_kind in _RECORDED_KINDS
+            inside = (
+                (parent is not None and parent.kind in _RECORDED_KINDS)
+                or (
+                    isinstance(otel_parent, FaremeterOtelSpan)
+                    and otel_parent.faremeter_kind in _RECORDED_KINDS
+                )
+                or (not _is_faremeters(span) and inside_adapter_call())
             )
             attrs: dict[str, AttributeValue] = dict(current_attributes())
             entries = otel_baggage.get_all(parent_context)
