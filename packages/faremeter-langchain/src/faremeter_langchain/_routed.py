@@ -34,6 +34,18 @@ model's own run is the priced ``llm`` span (recorded by
 --routed`` reads. One provider request is charged once.
 
 The decision is also in the reply's ``response_metadata["faremeter_route"]``.
+
+**Response cache.** ``RoutedChatModel(..., cache=ResponseCache(...))`` serves
+a repeated deterministic call (``invoke``/``ainvoke``/``stream``/``astream``)
+from faremeter's cache before routing and budgets: no model is called, and
+the call is one ``cached`` span with ``saved`` = what the first one cost. The
+key is the messages, ``stop``, the call's parameters and this router's models
+(their parameters and bound tools) — not the model the router would pick, so
+an answer is served whichever tier produced it. A call is deterministic when
+it passes ``temperature=0`` or every model is configured with it. Given a
+``ResponseCache``, LangChain's own cache is turned off for the routed model
+(``cache=False``; the models it wraps keep theirs), so replies are not cached
+twice. ``with_structured_output`` calls are not cached.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 from uuid import UUID
 
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
@@ -59,10 +72,18 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, ensure_config
 from pydantic import ConfigDict, Field, model_validator
 
+from faremeter.caching import ResponseCache
 from faremeter.context import current_attributes
 from faremeter.routing import RouteDecision, Router, RouteRequest
 from faremeter.routing.routed_call import ModelRouting, RoutePlan
 from faremeter.spans import validate_attribute_name
+from faremeter_langchain._routed_cache import (
+    MessageCodec,
+    StreamCodec,
+    cache_identity,
+    message_parts,
+    temperature_of,
+)
 
 if TYPE_CHECKING:
     from faremeter.meter import Meter
@@ -113,6 +134,8 @@ class RoutedChatModel(BaseChatModel):
             ``vision``); ``bind_tools`` and ``with_structured_output`` add theirs.
         max_tokens: Completion cap assumed by the budget and cost estimates
             (a call's own ``max_tokens`` wins; else the models' common cap).
+        response_cache: faremeter's response cache for routed calls; pass it as
+            ``cache=`` (which then turns LangChain's own cache off for this model).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -127,6 +150,19 @@ class RoutedChatModel(BaseChatModel):
     timeout: float | None = None
     stop: list[str] | None = None
     max_retries: int | None = None
+    # LangChain's slot, also taking faremeter's cache (moved to response_cache).
+    cache: BaseCache | bool | ResponseCache | None = Field(default=None, exclude=True)  # pyright: ignore[reportIncompatibleVariableOverride]
+    response_cache: ResponseCache | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_response_cache(cls, data: Any) -> Any:
+        """``cache=ResponseCache(...)`` is faremeter's; LangChain's slot is then off."""
+        if isinstance(data, dict):
+            given: dict[str, Any] = cast("dict[str, Any]", data)
+            if isinstance(given.get("cache"), ResponseCache):
+                return {**given, "response_cache": given["cache"], "cache": False}
+        return cast("Any", data)
 
     @model_validator(mode="after")
     def _check_models(self) -> RoutedChatModel:
@@ -202,7 +238,24 @@ class RoutedChatModel(BaseChatModel):
         """
         options = {k: v for k, v in self.chain_options.items() if k != "meter"}
         options.setdefault("name", ROUTE_SPAN_NAME)
-        return ModelRouting(self.router, models=self.models, meter=meter, **options)
+        cache = self.response_cache
+        return ModelRouting(
+            self.router,
+            models=self.models,
+            meter=meter,
+            cache=cache,
+            cache_identity=cache_identity(self.models) if cache is not None else None,
+            **options,
+        )
+
+    def _cache_request(
+        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The call as the cache key sees it, ``temperature`` as the models will run it."""
+        request = {**kwargs, "messages": message_parts(messages), "stop": stop}
+        if "temperature" not in kwargs:
+            request["temperature"] = temperature_of(self.models)
+        return request
 
     def _meter(self, handlers: Sequence[Any]) -> Meter | None:
         meter = self.meter or self.chain_options.get("meter")
@@ -338,6 +391,13 @@ class RoutedChatModel(BaseChatModel):
         config = _child_config(run)
         stop = stop or self.stop
         with call.inside():
+            ticket = call.routing.lookup(
+                lambda: self._cache_request(messages, stop, kwargs),
+                MessageCodec(),
+                attributes=call.attributes,
+            )
+            if ticket.hit is not None:
+                return ChatResult(generations=[ChatGeneration(message=ticket.hit)])
             plan = call.plan()
             inner = self._kwargs(plan, kwargs)
             message: BaseMessage = call.routing.run(
@@ -345,6 +405,7 @@ class RoutedChatModel(BaseChatModel):
                 lambda model: self.models[model].invoke(
                     messages, config=config, stop=stop, **inner
                 ),
+                cache=ticket,
             )
         self._with_route(message, plan)
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -361,13 +422,20 @@ class RoutedChatModel(BaseChatModel):
         config = _child_config(run)
         stop = stop or self.stop
         with call.inside():
+            ticket = await call.routing.alookup(
+                lambda: self._cache_request(messages, stop, kwargs),
+                MessageCodec(),
+                attributes=call.attributes,
+            )
+            if ticket.hit is not None:
+                return ChatResult(generations=[ChatGeneration(message=ticket.hit)])
             plan = await call.aplan()
             inner = self._kwargs(plan, kwargs)
 
             async def invoke(model: str) -> BaseMessage:
                 return await self.models[model].ainvoke(messages, config=config, stop=stop, **inner)
 
-            message = await call.routing.arun(plan, invoke)
+            message = await call.routing.arun(plan, invoke, cache=ticket)
         self._with_route(message, plan)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -385,13 +453,23 @@ class RoutedChatModel(BaseChatModel):
         # Route, admit and open the stream (falling back until a first chunk)
         # with the enclosing span current; the rest streams outside it.
         with call.inside():
+            ticket = call.routing.lookup(
+                lambda: self._cache_request(messages, stop, kwargs),
+                StreamCodec(),
+                attributes=call.attributes,
+            )
+        if ticket.hit is not None:  # served from the cache: no route, no model
+            for cached in ticket.hit:
+                yield self._emit(_as_chunk(cached), run_manager)
+            return
+        with call.inside():
             plan = call.plan()
             inner = self._kwargs(plan, kwargs)
 
             def open_stream(model: str) -> Iterator[BaseMessage]:
                 return iter(self.models[model].stream(messages, config=config, stop=stop, **inner))
 
-            chunks = call.routing.run_stream(plan, open_stream)
+            chunks = call.routing.run_stream(plan, open_stream, cache=ticket)
             head = next(chunks, None)
         if head is None:
             return
@@ -413,6 +491,16 @@ class RoutedChatModel(BaseChatModel):
         config = _child_config(run)
         stop = stop or self.stop
         with call.inside():
+            ticket = await call.routing.alookup(
+                lambda: self._cache_request(messages, stop, kwargs),
+                StreamCodec(),
+                attributes=call.attributes,
+            )
+        if ticket.hit is not None:  # served from the cache: no route, no model
+            for cached in ticket.hit:
+                yield await self._aemit(_as_chunk(cached), run_manager)
+            return
+        with call.inside():
             plan = await call.aplan()
             inner = self._kwargs(plan, kwargs)
 
@@ -421,7 +509,7 @@ class RoutedChatModel(BaseChatModel):
                     self.models[model].astream(messages, config=config, stop=stop, **inner)
                 )
 
-            chunks = call.routing.arun_stream(plan, open_stream)
+            chunks = call.routing.arun_stream(plan, open_stream, cache=ticket)
             head = await anext(chunks, None)
         if head is None:
             return

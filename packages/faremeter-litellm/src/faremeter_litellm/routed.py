@@ -14,6 +14,13 @@ Each LiteLLM request is priced by faremeter's LiteLLM logger
 instrumented yet); the routed call itself is a ``chain`` span carrying the
 decision log, so a request is charged once.
 
+With ``cache=ResponseCache(...)`` a repeated deterministic request is served
+from the cache before routing and budgets: no request is sent, and the call
+is one ``cached`` span with ``saved`` = what the first one cost. The key is
+the messages and every parameter that changes the answer, plus this routed
+completion's models — not the model the router would pick, so an answer is
+served whichever tier produced it (see :mod:`faremeter.routing.routed_cache`).
+
 Example:
     >>> from faremeter.routing import Router
     >>> from faremeter_litellm.routed import RoutedCompletion
@@ -25,12 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from faremeter.routing.routed_call import ModelRouting, RoutePlan
+from faremeter_litellm._routed_cache import (
+    CompletionCodec,
+    StreamCodec,
+    cache_identity,
+    cache_request,
+)
 
 if TYPE_CHECKING:
+    from faremeter.caching import ResponseCache
     from faremeter.fallback import Attempt, Breaker, HealthTracker, RetryPolicy
     from faremeter.meter import Meter
     from faremeter.routing import Router
@@ -90,6 +104,8 @@ class RoutedCompletion:
         on_attempt: Called with every attempt as it is decided.
         instrument: Install faremeter's LiteLLM logger when none is active
             (the priced layer; without it the calls are not recorded).
+        cache: Serve repeated deterministic requests from this response cache
+            (before routing and budgets); misses are stored.
         **defaults: LiteLLM kwargs sent with every call (``temperature`` ...).
     """
 
@@ -109,6 +125,7 @@ class RoutedCompletion:
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_attempt: Callable[[Attempt], None] | None = None,
         instrument: bool = True,
+        cache: ResponseCache | None = None,
         **defaults: Any,
     ) -> None:
         self.models: dict[str, dict[str, Any]] = {}
@@ -140,6 +157,8 @@ class RoutedCompletion:
             asleep=asleep,
             on_attempt=on_attempt,
             name="litellm.route",
+            cache=cache,
+            cache_identity=cache_identity(self.models) if cache is not None else None,
         )
         self.instrument = instrument
         self.defaults = defaults
@@ -184,6 +203,9 @@ class RoutedCompletion:
             "attributes": attrs,
         }
 
+    def _cache_request(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        return cache_request({**self.defaults, **kwargs}, self.models)
+
     def completion(self, **kwargs: Any) -> Any:
         """Route, admit and call ``litellm.completion`` down the fallback chain.
 
@@ -197,15 +219,26 @@ class RoutedCompletion:
         import litellm
 
         self._ensure_instrumented()
-        plan = self.routing.plan(kwargs.get("messages"), **self._plan_args(kwargs))
+        args = self._plan_args(kwargs)
+        request = lambda: self._cache_request(kwargs)  # noqa: E731 - built only if cached
         send: Callable[..., Any] = litellm.completion
-
-        def call(model: str) -> Any:
-            return send(**self._kwargs(plan, model, kwargs))
-
         if kwargs.get("stream") is True:
-            return self.routing.run_stream(plan, call)
-        return self.routing.run(plan, call)
+            chunks = self.routing.lookup(
+                request, StreamCodec(kwargs.get("messages")), attributes=args["attributes"]
+            )
+            if chunks.hit is not None:
+                return iter(chunks.hit)
+            plan = self.routing.plan(kwargs.get("messages"), **args)
+            return self.routing.run_stream(
+                plan, lambda model: send(**self._kwargs(plan, model, kwargs)), cache=chunks
+            )
+        ticket = self.routing.lookup(request, CompletionCodec(), attributes=args["attributes"])
+        if ticket.hit is not None:
+            return ticket.hit
+        plan = self.routing.plan(kwargs.get("messages"), **args)
+        return self.routing.run(
+            plan, lambda model: send(**self._kwargs(plan, model, kwargs)), cache=ticket
+        )
 
     async def acompletion(self, **kwargs: Any) -> Any:
         """:meth:`completion` for asyncio (``litellm.acompletion``).
@@ -215,21 +248,40 @@ class RoutedCompletion:
         import litellm
 
         self._ensure_instrumented()
-        plan = await self.routing.aplan(kwargs.get("messages"), **self._plan_args(kwargs))
+        args = self._plan_args(kwargs)
+        request = lambda: self._cache_request(kwargs)  # noqa: E731 - built only if cached
         if kwargs.get("stream") is True:
+            chunks = await self.routing.alookup(
+                request, StreamCodec(kwargs.get("messages")), attributes=args["attributes"]
+            )
+            if chunks.hit is not None:
+                return _replay(chunks.hit)
+            plan = await self.routing.aplan(kwargs.get("messages"), **args)
 
             async def open_stream(model: str) -> Any:
                 return await litellm.acompletion(**self._kwargs(plan, model, kwargs))
 
-            return self.routing.arun_stream(plan, open_stream)
+            return self.routing.arun_stream(plan, open_stream, cache=chunks)
+
+        ticket = await self.routing.alookup(
+            request, CompletionCodec(), attributes=args["attributes"]
+        )
+        if ticket.hit is not None:
+            return ticket.hit
+        plan = await self.routing.aplan(kwargs.get("messages"), **args)
 
         async def call(model: str) -> Any:
             return await litellm.acompletion(**self._kwargs(plan, model, kwargs))
 
-        return await self.routing.arun(plan, call)
+        return await self.routing.arun(plan, call, cache=ticket)
 
     def __repr__(self) -> str:
         return f"RoutedCompletion({list(self.models)})"
+
+
+async def _replay(chunks: list[Any]) -> AsyncIterator[Any]:
+    for chunk in chunks:
+        yield chunk
 
 
 def completion(*, router: Router, **kwargs: Any) -> Any:

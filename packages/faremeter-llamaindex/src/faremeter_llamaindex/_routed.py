@@ -14,6 +14,16 @@ One charge per request: the chosen LLM's own call is the priced span (through
 carrying the decision log. ``RoutedLLM``'s own methods deliberately open no
 LlamaIndex instrumentation span (they are marked as already decorated), so
 faremeter's handler never mistakes the router for a second model call.
+
+With ``cache=ResponseCache(...)`` a repeated deterministic call (``chat``,
+``complete``, with tools, streamed or not, sync or async) is served from the
+cache before routing and budgets: no LLM is called, and the call is one
+``cached`` span with ``saved`` = what the first one cost. The key is the
+messages (or prompt), the tools and every answer-changing parameter, plus
+this router's LLMs — not the LLM the router would pick, so an answer is
+served whichever tier produced it (see :mod:`faremeter.routing.routed_cache`).
+A call is deterministic when ``temperature=0`` is passed, or when every LLM
+is configured with ``temperature=0``.
 """
 
 from __future__ import annotations
@@ -38,14 +48,25 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from pydantic import Field, PrivateAttr
 
 from faremeter.routing.routed_call import ModelRouting, RoutePlan
+from faremeter_llamaindex._routed_cache import (
+    ChatCodec,
+    ChatStreamCodec,
+    CompletionCodec,
+    CompletionStreamCodec,
+    cache_identity,
+    common_setting,
+    message_parts,
+)
 
 if TYPE_CHECKING:
     from llama_index.core.llms.llm import ToolSelection
     from llama_index.core.tools.types import BaseTool
 
+    from faremeter.caching import ResponseCache
     from faremeter.fallback import Attempt, Breaker, HealthTracker, RetryPolicy
     from faremeter.meter import Meter
     from faremeter.routing import Router
+    from faremeter.routing.routed_cache import CacheTicket, ResponseCodec
 
 __all__ = ["ROUTED_MODEL_KEY", "RoutedLLM"]
 
@@ -64,6 +85,16 @@ def _no_dispatcher_span(fn: _F) -> _F:
     """
     fn.__dispatcher_span_decorated__ = True  # type: ignore[attr-defined]
     return fn
+
+
+def _replay(chunks: list[Any]) -> Generator[Any, None, None]:
+    """A cache hit on a stream call: the stored response as its one chunk."""
+    yield from chunks
+
+
+async def _areplay(chunks: list[Any]) -> AsyncGenerator[Any, None]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _extra(response: ChatResponse) -> dict[str, Any]:
@@ -95,6 +126,8 @@ class RoutedLLM(FunctionCallingLLM):
         on_attempt: Called with every attempt as it is decided.
         instrument: On first use, install faremeter's LlamaIndex handlers when
             none are installed (the chosen LLM's call is the priced layer).
+        cache: Serve repeated deterministic calls from this response cache
+            (before routing and budgets); misses are stored.
 
     Raises:
         ValueError: A router model has no LLM, or an LLM no router model.
@@ -130,6 +163,7 @@ class RoutedLLM(FunctionCallingLLM):
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_attempt: Callable[[Attempt], None] | None = None,
         instrument: bool = True,
+        cache: ResponseCache | None = None,
         **kwargs: Any,
     ) -> None:
         extra = sorted(set(llms) - {c.model for c in router.candidates})
@@ -160,6 +194,8 @@ class RoutedLLM(FunctionCallingLLM):
             asleep=asleep,
             on_attempt=on_attempt,
             name="llamaindex.route",
+            cache=cache,
+            cache_identity=cache_identity(self.llms) if cache is not None else None,
         )
 
     @classmethod
@@ -227,6 +263,45 @@ class RoutedLLM(FunctionCallingLLM):
             attributes=self.attributes,
         )
 
+    # ----------------------------------------------------------------- caching
+
+    def _request(self, call: str, kwargs: Mapping[str, Any], **parts: Any) -> dict[str, Any]:
+        """The call as the cache key sees it, ``temperature`` as it will run."""
+        request = {**kwargs, **parts, "call": call}
+        if "temperature" not in kwargs:
+            request["temperature"] = common_setting(self.llms, "temperature")
+        return request
+
+    def _lookup(
+        self, codec: ResponseCodec[_T], call: str, kwargs: Mapping[str, Any], **parts: Any
+    ) -> CacheTicket[_T]:
+        self._ensure_instrumented()
+        return self._routing.lookup(
+            lambda: self._request(call, kwargs, **parts), codec, attributes=self.attributes
+        )
+
+    async def _alookup(
+        self, codec: ResponseCodec[_T], call: str, kwargs: Mapping[str, Any], **parts: Any
+    ) -> CacheTicket[_T]:
+        self._ensure_instrumented()
+        return await self._routing.alookup(
+            lambda: self._request(call, kwargs, **parts), codec, attributes=self.attributes
+        )
+
+    @staticmethod
+    def _tool_parts(
+        tools: Sequence[BaseTool],
+        messages: Sequence[ChatMessage],
+        allow_parallel_tool_calls: bool,
+        tool_required: bool,
+    ) -> dict[str, Any]:
+        return {
+            "messages": message_parts(messages),
+            "tools": [t.metadata.to_openai_tool(skip_length_check=True) for t in tools],
+            "allow_parallel_tool_calls": allow_parallel_tool_calls,
+            "tool_required": tool_required,
+        }
+
     @staticmethod
     def _kw(plan: RoutePlan, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(kwargs)
@@ -235,16 +310,24 @@ class RoutedLLM(FunctionCallingLLM):
         return out
 
     def _stream(
-        self, plan: RoutePlan, open_: Callable[[str], Any], stamp: bool
+        self,
+        plan: RoutePlan,
+        open_: Callable[[str], Any],
+        stamp: bool,
+        cache: CacheTicket[list[Any]],
     ) -> Generator[Any, None, None]:
         def opened(model: str) -> Generator[Any, None, None]:
             for chunk in open_(model):
                 yield _stamp_chat(chunk, model) if stamp else chunk
 
-        yield from self._routing.run_stream(plan, opened)
+        yield from self._routing.run_stream(plan, opened, cache=cache)
 
     async def _astream(
-        self, plan: RoutePlan, open_: Callable[[str], Awaitable[Any]], stamp: bool
+        self,
+        plan: RoutePlan,
+        open_: Callable[[str], Awaitable[Any]],
+        stamp: bool,
+        cache: CacheTicket[list[Any]],
     ) -> AsyncGenerator[Any, None]:
         async def opened(model: str) -> AsyncGenerator[Any, None]:
             inner = await open_(model)
@@ -255,7 +338,7 @@ class RoutedLLM(FunctionCallingLLM):
 
             return gen()
 
-        async for chunk in self._routing.arun_stream(plan, opened):
+        async for chunk in self._routing.arun_stream(plan, opened, cache=cache):
             yield chunk
 
     # -------------------------------------------------------------------- chat
@@ -263,28 +346,41 @@ class RoutedLLM(FunctionCallingLLM):
     @_no_dispatcher_span
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Chat with the routed LLM."""
+        ticket = self._lookup(ChatCodec(), "chat", kwargs, messages=message_parts(messages))
+        if ticket.hit is not None:
+            return ticket.hit
         plan = self._plan(messages, kwargs)
         return self._routing.run(
             plan,
             lambda m: _stamp_chat(self.llms[m].chat(messages, **self._kw(plan, kwargs)), m),
+            cache=ticket,
         )
 
     @_no_dispatcher_span
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async :meth:`chat`."""
+        ticket = await self._alookup(ChatCodec(), "chat", kwargs, messages=message_parts(messages))
+        if ticket.hit is not None:
+            return ticket.hit
         plan = await self._aplan(messages, kwargs)
 
         async def call(m: str) -> ChatResponse:
             return _stamp_chat(await self.llms[m].achat(messages, **self._kw(plan, kwargs)), m)
 
-        return await self._routing.arun(plan, call)
+        return await self._routing.arun(plan, call, cache=ticket)
 
     @_no_dispatcher_span
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Stream a chat; falls back only before the first chunk."""
+        chunks = self._lookup(ChatStreamCodec(), "chat", kwargs, messages=message_parts(messages))
+        if chunks.hit is not None:
+            return _replay(chunks.hit)
         plan = self._plan(messages, kwargs)
         return self._stream(
-            plan, lambda m: self.llms[m].stream_chat(messages, **self._kw(plan, kwargs)), True
+            plan,
+            lambda m: self.llms[m].stream_chat(messages, **self._kw(plan, kwargs)),
+            True,
+            chunks,
         )
 
     @_no_dispatcher_span
@@ -292,9 +388,17 @@ class RoutedLLM(FunctionCallingLLM):
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat`."""
+        chunks = await self._alookup(
+            ChatStreamCodec(), "chat", kwargs, messages=message_parts(messages)
+        )
+        if chunks.hit is not None:
+            return _areplay(chunks.hit)
         plan = await self._aplan(messages, kwargs)
         return self._astream(
-            plan, lambda m: self.llms[m].astream_chat(messages, **self._kw(plan, kwargs)), True
+            plan,
+            lambda m: self.llms[m].astream_chat(messages, **self._kw(plan, kwargs)),
+            True,
+            chunks,
         )
 
     # ---------------------------------------------------------------- complete
@@ -302,9 +406,16 @@ class RoutedLLM(FunctionCallingLLM):
     @_no_dispatcher_span
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Complete with the routed LLM."""
+        ticket = self._lookup(
+            CompletionCodec(), "complete", kwargs, prompt=prompt, formatted=formatted
+        )
+        if ticket.hit is not None:
+            return ticket.hit
         plan = self._plan(prompt, kwargs)
         return self._routing.run(
-            plan, lambda m: self.llms[m].complete(prompt, formatted, **self._kw(plan, kwargs))
+            plan,
+            lambda m: self.llms[m].complete(prompt, formatted, **self._kw(plan, kwargs)),
+            cache=ticket,
         )
 
     @_no_dispatcher_span
@@ -312,23 +423,34 @@ class RoutedLLM(FunctionCallingLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
         """Async :meth:`complete`."""
+        ticket = await self._alookup(
+            CompletionCodec(), "complete", kwargs, prompt=prompt, formatted=formatted
+        )
+        if ticket.hit is not None:
+            return ticket.hit
         plan = await self._aplan(prompt, kwargs)
 
         async def call(m: str) -> CompletionResponse:
             return await self.llms[m].acomplete(prompt, formatted, **self._kw(plan, kwargs))
 
-        return await self._routing.arun(plan, call)
+        return await self._routing.arun(plan, call, cache=ticket)
 
     @_no_dispatcher_span
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         """Stream a completion; falls back only before the first chunk."""
+        chunks = self._lookup(
+            CompletionStreamCodec(), "complete", kwargs, prompt=prompt, formatted=formatted
+        )
+        if chunks.hit is not None:
+            return _replay(chunks.hit)
         plan = self._plan(prompt, kwargs)
         return self._stream(
             plan,
             lambda m: self.llms[m].stream_complete(prompt, formatted, **self._kw(plan, kwargs)),
             False,
+            chunks,
         )
 
     @_no_dispatcher_span
@@ -336,11 +458,17 @@ class RoutedLLM(FunctionCallingLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
+        chunks = await self._alookup(
+            CompletionStreamCodec(), "complete", kwargs, prompt=prompt, formatted=formatted
+        )
+        if chunks.hit is not None:
+            return _areplay(chunks.hit)
         plan = await self._aplan(prompt, kwargs)
         return self._astream(
             plan,
             lambda m: self.llms[m].astream_complete(prompt, formatted, **self._kw(plan, kwargs)),
             False,
+            chunks,
         )
 
     # ------------------------------------------------------------------- tools
@@ -368,7 +496,12 @@ class RoutedLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> ChatResponse:
         """Chat with tools on a function-calling model the router picks."""
-        plan = self._plan(self._tool_messages(user_msg, chat_history), kwargs, bool(tools))
+        messages = self._tool_messages(user_msg, chat_history)
+        parts = self._tool_parts(tools, messages, allow_parallel_tool_calls, tool_required)
+        ticket = self._lookup(ChatCodec(), "chat_with_tools", kwargs, **parts)
+        if ticket.hit is not None:
+            return ticket.hit
+        plan = self._plan(messages, kwargs, bool(tools))
 
         def call(m: str) -> ChatResponse:
             response = self.llms[m].chat_with_tools(
@@ -382,7 +515,7 @@ class RoutedLLM(FunctionCallingLLM):
             )
             return _stamp_chat(response, m)
 
-        return self._routing.run(plan, call)
+        return self._routing.run(plan, call, cache=ticket)
 
     @_no_dispatcher_span
     async def achat_with_tools(
@@ -397,6 +530,10 @@ class RoutedLLM(FunctionCallingLLM):
     ) -> ChatResponse:
         """Async :meth:`chat_with_tools`."""
         messages = self._tool_messages(user_msg, chat_history)
+        parts = self._tool_parts(tools, messages, allow_parallel_tool_calls, tool_required)
+        ticket = await self._alookup(ChatCodec(), "chat_with_tools", kwargs, **parts)
+        if ticket.hit is not None:
+            return ticket.hit
         plan = await self._aplan(messages, kwargs, bool(tools))
 
         async def call(m: str) -> ChatResponse:
@@ -411,7 +548,7 @@ class RoutedLLM(FunctionCallingLLM):
             )
             return _stamp_chat(response, m)
 
-        return await self._routing.arun(plan, call)
+        return await self._routing.arun(plan, call, cache=ticket)
 
     @_no_dispatcher_span
     def stream_chat_with_tools(
@@ -425,7 +562,12 @@ class RoutedLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> ChatResponseGen:
         """Stream a chat with tools; falls back only before the first chunk."""
-        plan = self._plan(self._tool_messages(user_msg, chat_history), kwargs, bool(tools))
+        messages = self._tool_messages(user_msg, chat_history)
+        parts = self._tool_parts(tools, messages, allow_parallel_tool_calls, tool_required)
+        chunks = self._lookup(ChatStreamCodec(), "chat_with_tools", kwargs, **parts)
+        if chunks.hit is not None:
+            return _replay(chunks.hit)
+        plan = self._plan(messages, kwargs, bool(tools))
         return self._stream(
             plan,
             lambda m: self.llms[m].stream_chat_with_tools(
@@ -438,6 +580,7 @@ class RoutedLLM(FunctionCallingLLM):
                 **self._kw(plan, kwargs),
             ),
             True,
+            chunks,
         )
 
     @_no_dispatcher_span
@@ -453,6 +596,10 @@ class RoutedLLM(FunctionCallingLLM):
     ) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat_with_tools` (what a streaming ``FunctionAgent`` calls)."""
         messages = self._tool_messages(user_msg, chat_history)
+        parts = self._tool_parts(tools, messages, allow_parallel_tool_calls, tool_required)
+        chunks = await self._alookup(ChatStreamCodec(), "chat_with_tools", kwargs, **parts)
+        if chunks.hit is not None:
+            return _areplay(chunks.hit)
         plan = await self._aplan(messages, kwargs, bool(tools))
         return self._astream(
             plan,
@@ -466,6 +613,7 @@ class RoutedLLM(FunctionCallingLLM):
                 **self._kw(plan, kwargs),
             ),
             True,
+            chunks,
         )
 
     def _answering(self, response: ChatResponse) -> Any:

@@ -22,6 +22,12 @@ the framework lives here:
    :class:`~faremeter.fallback.FallbackChain` over the decision's model and
    alternatives: retries, fallbacks and breakers, every attempt a span.
 
+With ``cache=ResponseCache(...)``, :meth:`ModelRouting.lookup` comes first:
+a hit is served before routing and admission (no model called, no budget
+reserved, one ``cached`` span), and a miss's final response is stored by
+:meth:`ModelRouting.run` (streams: once complete). The rules are in
+:mod:`faremeter.routing.routed_cache`; the adapters only (de)serialise.
+
 The decision log: the chain's call span (kind ``chain``, $0) carries
 :meth:`RouteDecision.as_attributes` plus ``route.baseline_model``; every
 priced model span made inside the call carries ``route.model`` and
@@ -36,11 +42,13 @@ import asyncio
 import logging
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
     Collection,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -52,12 +60,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from faremeter.errors import BudgetExceeded
 from faremeter.routing.admission import Admission, admitted
 from faremeter.routing.decision import RouteDecision, RouteRequest
+from faremeter.routing.routed_cache import NO_TICKET, CacheTicket, CallWatch, RoutedCache
 from faremeter.routing.savings import BASELINE_ATTRIBUTE, CHOSEN_ATTRIBUTE
 
 if TYPE_CHECKING:
     from faremeter.budgets.manager import FitRequest
+    from faremeter.caching.response_cache import ResponseCache
     from faremeter.fallback import Attempt, Breaker, FallbackChain, HealthTracker, RetryPolicy
     from faremeter.meter import Meter
+    from faremeter.routing.routed_cache import ResponseCodec
     from faremeter.routing.router import Router
     from faremeter.spans import AttributeValue
 
@@ -66,6 +77,7 @@ __all__ = ["ModelRouting", "RoutePlan"]
 _log = logging.getLogger("faremeter")
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -129,6 +141,11 @@ class ModelRouting:
         asleep: Async sleep between retries.
         on_attempt: Called with every attempt as it is decided.
         name: The routed call span's name.
+        cache: Serve repeated requests from this response cache, before
+            routing and budgets (see :mod:`faremeter.routing.routed_cache`).
+        cache_identity: JSON data describing how the adapter's models are
+            configured, so differently configured routed models never share
+            cached answers (the tiers and model names are always part of it).
 
     Raises:
         ValueError: A router candidate has no model to call.
@@ -150,6 +167,8 @@ class ModelRouting:
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_attempt: Callable[[Attempt], None] | None = None,
         name: str = "route",
+        cache: ResponseCache | None = None,
+        cache_identity: Any = None,
     ) -> None:
         missing = [c.model for c in router.candidates if c.model not in models]
         if missing:
@@ -172,6 +191,15 @@ class ModelRouting:
             "name": name,
         }
         self.name = name
+        self.cache = cache
+        self._cached: RoutedCache | None = None
+        if cache is not None:
+            tiers: dict[str, list[str]] = {}
+            for cand in router.candidates:
+                tiers.setdefault(cand.tier, []).append(cand.model)
+            self._cached = RoutedCache(
+                cache, name=name, identity={"tiers": tiers, "models": cache_identity}
+            )
 
     # ------------------------------------------------------------------ planning
 
@@ -397,6 +425,64 @@ class ModelRouting:
         except Exception:
             _log.exception("faremeter: recording a denial failed")
 
+    # ------------------------------------------------------------------- caching
+
+    def lookup(
+        self,
+        request: Callable[[], Mapping[str, Any]],
+        codec: ResponseCodec[R],
+        *,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> CacheTicket[R]:
+        """Serve the call from the cache, before :meth:`plan` (no routing, no budget).
+
+        Args:
+            request: Builds the request as the key sees it: ``messages`` and
+                every parameter that can change the answer, ``temperature`` as
+                the call will run (only called when a cache is set).
+            codec: The adapter's JSON form of its response objects.
+            attributes: Attribution for the hit span (merged over what is in force).
+
+        Returns:
+            A ticket: ``ticket.hit`` is the revived response on a hit (recorded
+            as one ``cached`` span); otherwise pass it to :meth:`run` (or a
+            stream method) so the final response is stored.
+        """
+        cached = self._cached
+        if cached is None:
+            return NO_TICKET
+        return cached.lookup(self._meter(), request, codec, self._attribution(attributes))
+
+    async def alookup(
+        self,
+        request: Callable[[], Mapping[str, Any]],
+        codec: ResponseCodec[R],
+        *,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> CacheTicket[R]:
+        """:meth:`lookup` for asyncio (a shared store is not called on the loop)."""
+        cached = self._cached
+        if cached is None:
+            return NO_TICKET
+        return await cached.alookup(self._meter(), request, codec, self._attribution(attributes))
+
+    def _storing(
+        self, plan: RoutePlan, cache: CacheTicket[Any] | None
+    ) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue], CallWatch | None]:
+        """The attempt stamp, the route span's attributes and the watch of a call to store."""
+        stamp = plan.call_attributes()
+        attrs = plan.span_attributes()
+        if cache is None or not cache.storing or self._cached is None:
+            return stamp, attrs, None
+        miss = cache.miss_attributes()
+        stamp.update(miss)
+        attrs.update(miss)
+        if plan.degraded is not None:
+            # A budget changed the call (a smaller max_tokens): its answer may
+            # be cut short, so it is not what the request asked for.
+            return stamp, attrs, None
+        return stamp, attrs, CallWatch()
+
     # ------------------------------------------------------------------- calling
 
     def chain(self, plan: RoutePlan) -> FallbackChain:
@@ -408,63 +494,92 @@ class ModelRouting:
             plan.decision, self.router, meter=self._meter(), **options
         )
 
-    def run(self, plan: RoutePlan, fn: Callable[[str], T]) -> T:
+    def run(
+        self, plan: RoutePlan, fn: Callable[[str], T], *, cache: CacheTicket[T] | None = None
+    ) -> T:
         """Call ``fn(model)`` down the plan's chain; every attempt is a span.
 
         Inside each attempt the priced call sees ``route.model`` and
         ``route.baseline_model`` as attributes, and may adopt the plan's
         reservation; one nobody adopted is released when the chain ends.
+        With the ticket of a cache miss (:meth:`lookup`), the response is stored.
         """
-        stamp = plan.call_attributes()
+        stamp, attrs, watch = self._storing(plan, cache)
         admission = _admission(plan)
 
         def attempt(model: str) -> T:
             from faremeter.context import attributes
 
             with attributes(**stamp), admitted(admission):
+                if watch is not None:
+                    watch.enter(model)
                 return fn(model)
 
         try:
-            return self.chain(plan).call(
-                attempt, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
+            result = self.chain(plan).call(
+                attempt, input_tokens=plan.decision.input_tokens, attributes=attrs
             )
         finally:
             if admission is not None:
                 admission.release_unclaimed()
+        if watch is not None and cache is not None and self._cached is not None:
+            self._cached.store(self._meter(), cache, result, watch)
+        return result
 
-    async def arun(self, plan: RoutePlan, fn: Callable[[str], Awaitable[T]]) -> T:
+    async def arun(
+        self,
+        plan: RoutePlan,
+        fn: Callable[[str], Awaitable[T]],
+        *,
+        cache: CacheTicket[T] | None = None,
+    ) -> T:
         """:meth:`run` for coroutines."""
-        stamp = plan.call_attributes()
+        stamp, attrs, watch = self._storing(plan, cache)
         admission = _admission(plan)
 
         async def attempt(model: str) -> T:
             from faremeter.context import attributes
 
             with attributes(**stamp), admitted(admission):
+                if watch is not None:
+                    watch.enter(model)
                 return await fn(model)
 
         try:
-            return await self.chain(plan).acall(
-                attempt, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
+            result = await self.chain(plan).acall(
+                attempt, input_tokens=plan.decision.input_tokens, attributes=attrs
             )
         finally:
             if admission is not None:
                 admission.release_unclaimed()
+        if watch is not None and cache is not None and self._cached is not None:
+            await self._cached.astore(self._meter(), cache, result, watch)
+        return result
 
-    def run_stream(self, plan: RoutePlan, fn: Callable[[str], Iterable[T]]) -> Iterator[T]:
+    def run_stream(
+        self,
+        plan: RoutePlan,
+        fn: Callable[[str], Iterable[T]],
+        *,
+        cache: CacheTicket[list[T]] | None = None,
+    ) -> Generator[T]:
         """Stream from the first candidate that yields a first chunk.
 
         Errors while opening the stream or before its first chunk fall back
         like :meth:`run`; after the first chunk they surface unchanged (the
-        caller has shown partial output).
+        caller has shown partial output). With the ticket of a cache miss,
+        the chunks are stored (as the codec assembles them) once the stream
+        is complete; an abandoned or failed stream stores nothing.
         """
-        stamp = plan.call_attributes()
+        stamp, attrs, watch = self._storing(plan, cache)
         admission = _admission(plan)
 
         def first(model: str) -> tuple[Iterator[T], list[T]]:
             from faremeter.context import attributes
 
             with attributes(**stamp), admitted(admission):
+                if watch is not None:
+                    watch.enter(model)
                 it = iter(fn(model))
                 for head in it:
                     return it, [head]
@@ -472,25 +587,39 @@ class ModelRouting:
 
         try:
             it, head = self.chain(plan).call(
-                first, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
+                first, input_tokens=plan.decision.input_tokens, attributes=attrs
             )
         finally:
             if admission is not None:
                 admission.release_unclaimed()
+        if watch is None or cache is None or self._cached is None:
+            yield from head
+            yield from it
+            return
+        chunks = list(head)
         yield from head
-        yield from it
+        for item in it:
+            chunks.append(item)
+            yield item
+        self._cached.store(self._meter(), cache, chunks, watch)
 
     async def arun_stream(
-        self, plan: RoutePlan, fn: Callable[[str], Awaitable[AsyncIterable[T]]]
-    ) -> AsyncIterator[T]:
+        self,
+        plan: RoutePlan,
+        fn: Callable[[str], Awaitable[AsyncIterable[T]]],
+        *,
+        cache: CacheTicket[list[T]] | None = None,
+    ) -> AsyncGenerator[T]:
         """Async :meth:`run_stream`; ``fn(model)`` is awaited to open the stream."""
-        stamp = plan.call_attributes()
+        stamp, attrs, watch = self._storing(plan, cache)
         admission = _admission(plan)
 
         async def first(model: str) -> tuple[AsyncIterator[T], list[T]]:
             from faremeter.context import attributes
 
             with attributes(**stamp), admitted(admission):
+                if watch is not None:
+                    watch.enter(model)
                 it = aiter(await fn(model))
                 async for head in it:
                     return it, [head]
@@ -498,15 +627,20 @@ class ModelRouting:
 
         try:
             it, head = await self.chain(plan).acall(
-                first, input_tokens=plan.decision.input_tokens, attributes=plan.span_attributes()
+                first, input_tokens=plan.decision.input_tokens, attributes=attrs
             )
         finally:
             if admission is not None:
                 admission.release_unclaimed()
+        chunks: list[T] | None = None if watch is None else list(head)
         for item in head:
             yield item
         async for item in it:
+            if chunks is not None:
+                chunks.append(item)
             yield item
+        if watch is not None and chunks is not None and cache is not None and self._cached:
+            await self._cached.astore(self._meter(), cache, chunks, watch)
 
     def __repr__(self) -> str:
         return f"ModelRouting({self.router!r})"
