@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from random import getrandbits
+from random import randbytes
 from types import MappingProxyType
 from typing import Any
 
@@ -96,12 +96,12 @@ class SpanStatus(StrEnum):
 
 def new_trace_id() -> str:
     """A random 128-bit id as 32 hex digits (W3C / OpenTelemetry format)."""
-    return f"{getrandbits(128):032x}"
+    return randbytes(16).hex()  # the fastest stdlib route to 32 hex digits
 
 
 def new_span_id() -> str:
     """A random 64-bit id as 16 hex digits (W3C / OpenTelemetry format)."""
-    return f"{getrandbits(64):016x}"
+    return randbytes(8).hex()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
