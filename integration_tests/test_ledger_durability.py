@@ -23,6 +23,10 @@ import pytest
 from faremeter.ledger import Ledger
 
 N = 20_000
+# How long a child may take to flush and exit once told to. Generous: a busy
+# disk can make the (bounded, 20 s) flush slow. The children sleep far longer
+# (600 s), so a signal that is not handled still fails rather than passing late.
+EXIT_TIMEOUT = 150
 
 PRELUDE = textwrap.dedent(
     """
@@ -82,7 +86,7 @@ def test_normal_exit_without_flush_keeps_everything(tmp_path: Path) -> None:
         print("queued", led.health().queued, flush=True)
         """
     )
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=EXIT_TIMEOUT)
     assert proc.returncode == 0, err
     assert stored(path) == N
 
@@ -100,7 +104,7 @@ def test_sigterm_with_queued_spans_flushes_then_dies_by_sigterm(tmp_path: Path) 
             while led.health().write_failures == 0:
                 time.sleep(0.01)
             print("queued", led.health().queued, flush=True)
-            time.sleep(60)
+            time.sleep(600)
             print("not killed", flush=True)
             """
         )
@@ -112,7 +116,7 @@ def test_sigterm_with_queued_spans_flushes_then_dies_by_sigterm(tmp_path: Path) 
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=EXIT_TIMEOUT)
     assert proc.returncode == -signal.SIGTERM, (out, err)  # 143 in a shell
     assert "not killed" not in out
     assert stored(path) == N
@@ -130,12 +134,12 @@ def test_sigterm_chains_to_handler_installed_before(tmp_path: Path) -> None:
         for s in spans(5000):
             led.record(s)
         print("ready", flush=True)
-        time.sleep(60)
+        time.sleep(600)
         """
     )
     wait_for_line(proc, "ready")
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=EXIT_TIMEOUT)
     assert proc.returncode == 7, err
     assert "app handler" in out
     assert stored(path) == 5000
@@ -150,12 +154,12 @@ def test_handler_installed_after_still_works_and_atexit_flushes(tmp_path: Path) 
         for s in spans(5000):
             led.record(s)
         print("ready", flush=True)
-        time.sleep(60)
+        time.sleep(600)
         """
     )
     wait_for_line(proc, "ready")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=EXIT_TIMEOUT)
     assert proc.returncode == 3, err
     assert stored(path) == 5000
 
