@@ -62,7 +62,7 @@ class DistributionRow:
 def distribution(
     ledger: Ledger,
     *,
-    by: str = "workflow",
+    by: str | None = "workflow",
     per: Literal["trace", "part"] = "trace",
     factor: Decimal | int | str = DEFAULT_OUTLIER_FACTOR,
     outlier_limit: int = 100,
@@ -74,7 +74,8 @@ def distribution(
 
     Args:
         ledger: Where the spans are.
-        by: Root attribute (``per="trace"``) or span attribute (``per="part"``).
+        by: Root attribute (``per="trace"``) or span attribute (``per="part"``);
+            ``None`` with ``per="trace"``: every trace in one group.
         per: ``trace`` for whole tasks, ``part`` for each task's spend on a
             span-level attribute value (``by="step"``).
         factor: The outlier rule: cost > ``factor`` x the group's median.
@@ -84,7 +85,8 @@ def distribution(
         where: Attribute filter.
 
     Raises:
-        ValueError: For a ``per`` other than ``trace``/``part`` or a bad factor.
+        ValueError: For a ``per`` other than ``trace``/``part``, ``per="part"``
+            without ``by``, or a bad factor.
     """
     fac = Decimal(str(factor))
     if fac <= 0:
@@ -95,6 +97,8 @@ def distribution(
             by=by, factor=fac, limit=outlier_limit, since=since, until=until, where=where
         )
     elif per == "part":
+        if by is None:
+            raise ValueError('per="part" needs a span attribute to group by')
         rows = ledger.part_percentiles(by=by, since=since, until=until, where=where)
         found = ledger.part_outliers(
             by=by, factor=fac, limit=outlier_limit, since=since, until=until, where=where,

@@ -130,7 +130,7 @@ def _cheaper_models(
     top: int,
 ) -> list[Suggestion]:
     out: list[Suggestion] = []
-    # One scan: every step's calls summed per model (a few rows per step).
+    # Every step's calls summed per model (a few rows per step; the hourly rollup).
     by_pair: dict[tuple[str | None, str], list[UsageTotal]] = {}
     for g in ledger.usage_totals(
         by="step", where=base or None, since=window.since, until=window.until
@@ -199,24 +199,24 @@ def _tool_cache(
     ledger: Ledger, base: dict[str, object], window: _Window, max_rate: float
 ) -> list[Suggestion]:
     calls: dict[str, list[int]] = {}
-    repeats: dict[str, list[Decimal | int]] = {}
-    # One scan: calls per tool, status and arguments.
-    for row in ledger.group_by(
-        "tool", "status", "tool_args_hash", where=base or None, since=window.since,
-        until=window.until,
-    ):  # fmt: skip
-        tool, status, key = row.keys
+    # Calls and cache hits per tool: the hourly rollup (tool, status).
+    for row in ledger.totals(
+        "tool", "status", where=base or None, since=window.since, until=window.until
+    ):
+        tool, status = row.keys
         if tool is None:
             continue
         a = calls.setdefault(tool, [0, 0])
         a[0] += row.spans
         if status == SpanStatus.CACHED.value:
             a[1] += row.spans
-        if status != SpanStatus.OK.value or key is None or row.spans < 2:
-            continue
-        a = repeats.setdefault(tool, [0, Decimal(0)])
-        a[0] += row.spans - 1
-        a[1] += row.cost * (row.spans - 1) / row.spans
+    # Successful calls repeating an argument set: n identical calls hold n - 1 repeats.
+    repeats: dict[str, list[Decimal | int]] = {}
+    for g in ledger.repeated_tool_calls(where=base or None, since=window.since,
+                                        until=window.until):  # fmt: skip
+        r = repeats.setdefault(g.tool, [0, Decimal(0)])
+        r[0] += g.argument_sets * (g.calls - 1)
+        r[1] += g.cost * (g.calls - 1) / g.calls
     out: list[Suggestion] = []
     for tool, (repeated, wasted) in repeats.items():
         total, hits = calls.get(tool, [0, 0])
@@ -249,34 +249,43 @@ def _tool_cache(
 def _budget_hits(
     ledger: Ledger, base: dict[str, object], window: _Window, cap: int
 ) -> list[Suggestion]:
-    denied = ledger.spans(
-        where={**base, "status": SpanStatus.DENIED.value}, since=window.since, until=window.until
-    )
-    by_group: dict[str, set[str]] = {}
-    for s in denied:
-        group = str(s.attributes.get("workflow", "(no workflow)"))
-        by_group.setdefault(group, set()).add(s.trace_id)
+    denied = {**base, "status": SpanStatus.DENIED.value}
+    since, until = window.since, window.until
+    # Tasks stopped per workflow (distinct traces), through the index of spans
+    # that did not end "ok"; then the first ``cap`` of each group and their totals.
+    groups = ledger.group_by("workflow", where=denied, since=since, until=until)
+    picked = {
+        row.keys[0]: ledger.trace_ids_with(
+            where={**denied, "workflow": row.keys[0]}, since=since, until=until, limit=cap
+        )
+        for row in groups
+    }
+    wanted = sorted({tid for ids in picked.values() for tid in ids})
+    totals = {t.trace_id: t.cost for t in ledger.traces(wanted)}
     out: list[Suggestion] = []
-    for group, traces in sorted(by_group.items()):
-        ids = sorted(traces)[:cap]
-        spent = Decimal(0)
-        for tid in ids:
-            spent += sum((s.cost.total or Decimal(0) for s in ledger.spans(tid)), Decimal(0))
-        note = "" if len(ids) == len(traces) else f" (first {len(ids)} inspected)"
+    for row in sorted(groups, key=lambda r: _group_name(r.keys[0])):
+        group = _group_name(row.keys[0])
+        ids = picked[row.keys[0]]
+        spent = sum((totals.get(tid, Decimal(0)) for tid in ids), Decimal(0))
+        note = "" if len(ids) == row.traces else f" (first {len(ids)} inspected)"
         out.append(
             Suggestion(
                 kind="budget_hits",
                 subject=group,
                 title=(
-                    f"{group}: {len(traces)} tasks hit their budget after spending "
+                    f"{group}: {row.traces} tasks hit their budget after spending "
                     f"{money(spent)}{note} — raise the cap, degrade to a cheaper tier "
                     "earlier, or cut the work per task"
                 ),
                 impact=spent,
-                evidence=_ev(workflow=group, traces=len(traces), spent=money(spent)),
+                evidence=_ev(workflow=group, traces=row.traces, spent=money(spent)),
             )
         )
     return out
+
+
+def _group_name(workflow: str | None) -> str:
+    return "(no workflow)" if workflow is None else workflow
 
 
 def _prompt_cache(
@@ -286,18 +295,12 @@ def _prompt_cache(
     window: _Window,
 ) -> list[Suggestion]:
     acc: dict[str, list[Decimal | int]] = {}
-    where = {**base, "kind": "llm"}
-    for row in ledger.group_by(
-        "model",
-        "prompt_prefix_hash",
-        "prompt_prefix_tokens",
-        where=where,
-        since=window.since,
-        until=window.until,
+    # Prefixes sent more than once: the prompt-prefix rollup over the whole
+    # ledger, or the window's model calls.
+    for group in ledger.repeated_prompt_prefixes(
+        where=base or None, since=window.since, until=window.until
     ):
-        model, key, tokens_text = row.keys
-        if model is None or key is None or tokens_text is None or row.spans < 2:
-            continue
+        model, tokens_text, calls = group.model, group.prefix_tokens, group.calls
         try:
             tokens = int(tokens_text)
             rates = catalog.get(model).rates_for(tokens)
@@ -307,9 +310,9 @@ def _prompt_cache(
         if per_token <= 0:
             continue
         a = acc.setdefault(model, [0, 0, Decimal(0)])
-        a[0] += row.spans - 1
-        a[1] += (row.spans - 1) * tokens
-        a[2] += (row.spans - 1) * tokens * per_token
+        a[0] += calls - 1
+        a[1] += (calls - 1) * tokens
+        a[2] += (calls - 1) * tokens * per_token
     return [
         Suggestion(
             kind="prompt_cache",
@@ -338,14 +341,13 @@ def _retries(
     gap_ms: float,
     cap: int,
 ) -> list[Suggestion]:
-    failed = ledger.spans(
-        where={**base, "status": SpanStatus.ERROR.value}, since=window.since, until=window.until
-    )
-    traces = sorted({s.trace_id for s in failed})[:cap]
+    failed = {**base, "status": SpanStatus.ERROR.value}
+    traces = ledger.trace_ids_with(where=failed, since=window.since, until=window.until, limit=cap)
     gap_ns = int(gap_ms * 1e6)
     acc: dict[str, list[Decimal | int]] = {}
+    by_trace = ledger.spans_of_traces(traces)
     for tid in traces:
-        spans = ledger.spans(tid)
+        spans = by_trace.get(tid, [])
         for i, s in enumerate(spans):
             if s.status is not SpanStatus.ERROR:
                 continue

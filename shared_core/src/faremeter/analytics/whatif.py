@@ -25,6 +25,7 @@ __all__ = [
     "WhatIf",
     "WhatIfRow",
     "linear",
+    "price_of_totals",
     "what_if",
     "what_if_groups",
     "what_if_spans",
@@ -158,6 +159,16 @@ def what_if_totals(totals: Sequence[UsageTotal], catalog: PriceCatalog, *, model
         a[1] += g.cost
         a[2] += _linear_cost(unit, g.tokens)
     return _result(model, acc, skipped)
+
+
+def price_of_totals(catalog: PriceCatalog, model: str, tokens: Mapping[str, int]) -> Decimal | None:
+    """What summed token counts (a :class:`UsageTotal`'s ``tokens``) cost on ``model``.
+
+    Exact when ``model`` is priced linearly (see :func:`linear`): the sum of
+    each call's price. ``None`` when the catalog cannot price ``model``.
+    """
+    unit = _unit_prices(catalog, model)
+    return None if unit is None else _linear_cost(unit, tokens)
 
 
 _UNIT_USAGES: dict[str, Usage] = {

@@ -18,8 +18,7 @@ Panels:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -33,9 +32,9 @@ from faremeter.analytics.timeseries import spend_series
 from faremeter.budgets.status import BudgetStatus
 from faremeter.cost import ZERO
 from faremeter.dashboard.query import PanelQuery
+from faremeter.dashboard.savings import cache_savings, route_savings
 from faremeter.dashboard.source import DashboardSource
 from faremeter.ledger.filters import PROMOTED, SPAN_FIELDS
-from faremeter.spans import SpanRecord
 from faremeter.tree import TraceNode
 
 __all__ = [
@@ -55,20 +54,6 @@ __all__ = [
 OUTLIER_FACTOR = Decimal(2)
 """A task is an outlier when it costs more than this many times the median task."""
 
-_ALL_TRACES = "faremeter.dashboard.all"
-"""A root attribute no span carries: grouping by it puts every trace in one group.
-
-The ledger's percentile query groups by a root attribute; the dashboard wants
-the distribution over *all* traces in the slice, which is the group of traces
-whose root lacks this key — i.e. all of them.
-"""
-
-_ROUTE_MODEL = "route.model"
-"""Attribute the router stamps on a routed call: the model it chose."""
-_ROUTE_BASELINE_COST = "route.baseline_cost"
-"""What the call would have cost on the model asked for (exact decimal string)."""
-_ROUTE_BASELINE_MODEL = "route.baseline_model"
-"""The model asked for; repriced from the span's usage when no cost is stamped."""
 _JSON = dict[str, Any]
 
 
@@ -102,7 +87,7 @@ def _dist(src: DashboardSource, q: PanelQuery, outlier_limit: int = 100) -> Dist
     where, _ = _trace_where(q)
     rows = cost_distribution(
         src.ledger,
-        by=_ALL_TRACES,
+        by=None,
         factor=OUTLIER_FACTOR,
         outlier_limit=outlier_limit,
         since=q.since,
@@ -192,7 +177,7 @@ def tasks(src: DashboardSource, q: PanelQuery, *, limit: int = 50) -> _JSON:
         raise ValueError(f"limit must be within 1..1000, got {limit}")
     where, ignored = _trace_where(q)
     groups = src.ledger.percentiles(
-        by=_ALL_TRACES, quantiles=(0.5,), since=q.since, until=q.until, where=where
+        by=None, quantiles=(0.5,), since=q.since, until=q.until, where=where
     )
     median = groups[0].quantiles[0.5] if groups else None
     threshold = None if median is None else median * OUTLIER_FACTOR
@@ -232,63 +217,61 @@ def _nice_width(top: Decimal, count: int) -> Decimal:
     return Decimal(10).scaleb(exp)  # pragma: no cover - 10 × 10^k always fits
 
 
-def _bins(totals: Sequence[Decimal], count: int) -> tuple[Decimal, list[int]]:
+def _bins(
+    src: DashboardSource, q: PanelQuery, where: Mapping[str, str | None] | None,
+    top: Decimal, traces: int, count: int,
+) -> tuple[Decimal, list[int]]:  # fmt: skip
     """Equal-width bins from $0 covering the largest total; returns (width, counts).
 
     The width is rounded up to a readable step, so fewer than ``count`` bins
-    may be needed; a total on an edge falls in the bin it starts.
+    may be needed; a total on an edge falls in the bin it starts. The
+    ledger counts the traces per bin (``trace_histogram``), so no trace's
+    total leaves the database.
     """
-    top = max(totals, default=ZERO)
     if top <= 0:
-        return Decimal(1), [len(totals)]
+        return Decimal(1), [traces]
     width = _nice_width(top, count)
     n = int(top // width) + 1
     counts = [0] * n
-    for t in totals:
-        counts[min(n - 1, max(0, int(t // width)))] += 1
+    found = src.ledger.trace_histogram(width, since=q.since, until=q.until, where=where)
+    for b, c in found.items():
+        counts[min(n - 1, max(0, b))] += c
     return width, counts
-
-
-_ALL = 10**12
-"""``top_traces`` limit that means "every trace in the slice"."""
-
-
-def _nearest_rank(ordered: Sequence[Decimal], q: float) -> Decimal:
-    """The ledger's quantile rule: the smallest total with at least ``q`` of tasks at or below."""
-    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
 def distribution(src: DashboardSource, q: PanelQuery, *, bins: int = 24) -> _JSON:
     """Histogram of per-task cost with P50 / P90 / P99 markers.
 
-    One query: every task's total in the slice (``ledger.top_traces``). The
-    markers follow ``ledger.percentiles``' nearest-rank rule on those totals,
-    so each is an actual task's cost and equals what ``percentiles`` returns
-    for the same slice. The histogram counts the totals in equal-width bins
-    from $0 past the most expensive task; ``range`` is the x-axis the page
-    must draw, so the markers can be checked against it.
+    Two queries over the per-trace rollup: ``ledger.percentiles`` over every
+    task of the slice (one group) gives the count, total, maximum and the
+    P50 / P90 / P99 markers by its nearest-rank rule, so each marker is an
+    actual task's cost; ``ledger.trace_histogram`` counts the tasks in
+    equal-width bins from $0 past the most expensive one. ``range`` is the
+    x-axis the page must draw, so the markers can be checked against it.
     """
     if not 1 <= bins <= 200:
         raise ValueError(f"bins must be within 1..200, got {bins}")
     where, ignored = _trace_where(q)
-    rows = src.ledger.top_traces(_ALL, since=q.since, until=q.until, where=where)
-    totals = sorted(r.cost for r in rows)
-    n = len(totals)
-    width, counts = _bins(totals, bins)
+    groups = src.ledger.percentiles(
+        by=None, quantiles=_MARKERS, since=q.since, until=q.until, where=where
+    )
+    g = groups[0] if groups else None
+    n = 0 if g is None else g.traces
+    width, counts = _bins(src, q, where, ZERO if g is None else g.max, n, bins)
 
     def quantile(value: float) -> str | None:
-        return money(_nearest_rank(totals, value)) if n else None
+        return None if g is None else money(g.quantiles[value])
 
     return {
         "query": q.to_json(),
         "ignored_filters": ignored,
         "traces": n,
-        "total": money(sum(totals, ZERO)),
+        "total": money(ZERO if g is None else g.total),
         "p50": quantile(0.5),
         "p90": quantile(0.9),
         "p99": quantile(0.99),
-        "max": money(totals[-1]) if n else None,
-        "unpriced_traces": sum(1 for r in rows if r.unpriced),
+        "max": None if g is None else money(g.max),
+        "unpriced_traces": 0 if g is None else g.unpriced_traces,
         "bin_width": money(width),
         "range": [money(ZERO), money(width * len(counts))],
         "bins": [
@@ -296,6 +279,9 @@ def distribution(src: DashboardSource, q: PanelQuery, *, bins: int = 24) -> _JSO
             for i, c in enumerate(counts)
         ],
     }
+
+
+_MARKERS = (0.5, 0.9, 0.99)
 
 
 # -- opportunities ------------------------------------------------------------
@@ -340,7 +326,9 @@ def opportunities(src: DashboardSource, q: PanelQuery) -> _JSON:
             "detail": "Cap them with a per-task budget, or open their trees to find the loop.",
             "amount": money(spent),
         })  # fmt: skip
-    statuses = {r.key: r for r in led.cost_by("status", since=q.since, until=q.until, where=where)}
+    statuses = {
+        r.keys[0]: r for r in led.totals("status", since=q.since, until=q.until, where=where)
+    }
     failed = statuses.get("error")
     if failed is not None and failed.cost > 0:
         items.append({
@@ -362,18 +350,6 @@ def opportunities(src: DashboardSource, q: PanelQuery) -> _JSON:
 
 
 # -- budgets ------------------------------------------------------------------
-
-
-def _decimal_or_none(value: object) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int | str):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return None
 
 
 def _utc_ns(ns: int) -> datetime:
@@ -436,79 +412,48 @@ def budgets(src: DashboardSource, q: PanelQuery) -> _JSON:
 # -- savings ------------------------------------------------------------------
 
 
-def _baseline(src: DashboardSource, span: SpanRecord) -> Decimal | None:
-    """What a routed call would have cost on the model originally asked for."""
-    stamped = _decimal_or_none(span.attributes.get(_ROUTE_BASELINE_COST))
-    if stamped is not None:
-        return stamped
-    model = span.attributes.get(_ROUTE_BASELINE_MODEL)
-    if not isinstance(model, str) or span.usage is None:
-        return None
-    try:
-        return src.catalog.cost(model, span.usage).total
-    except Exception:  # a baseline we cannot price is reported, not guessed
-        return None
-
-
 def savings(src: DashboardSource, q: PanelQuery) -> _JSON:
     """What caching and routing saved, against what the calls would have cost.
 
     Caching: every ``cached`` span's ``saved`` (the cost of the call it
-    replaced), per tool or model; the baseline is spend + saved. Routing:
+    replaced), per model or tool; the baseline is spend + saved. Routing:
     spans stamped with ``route.model`` (the router's choice) and either
     ``route.baseline_cost`` or ``route.baseline_model`` (the model asked
     for, repriced from the span's recorded usage); saved is baseline −
     actual. Routed spans with no baseline are counted in ``without_baseline``.
+    Both are read as sums from the ledger (:mod:`faremeter.dashboard.savings`).
     """
     where = q.where_or_none()
     led = src.ledger
-    cached_where = {**(where or {}), "status": "cached"}
-    by_name: dict[str, list[Decimal | int]] = {}
-    for s in led.spans(since=q.since, until=q.until, where=cached_where):
-        entry = by_name.setdefault(s.model or s.name, [ZERO, 0])
-        entry[0] = Decimal(entry[0]) + (s.saved or ZERO)
-        entry[1] = int(entry[1]) + 1
-    cache_saved = sum((Decimal(v[0]) for v in by_name.values()), ZERO)
-
-    route_rows = [r for r in led.cost_by(_ROUTE_MODEL, since=q.since, until=q.until, where=where)
-                  if r.key is not None]  # fmt: skip
-    routed: list[_JSON] = []
-    route_saved = ZERO
-    unknown_baseline = 0
-    for row in route_rows:
-        baseline = ZERO
-        actual = ZERO
-        for s in led.spans(since=q.since, until=q.until,
-                           where={**(where or {}), _ROUTE_MODEL: row.key}):  # fmt: skip
-            base = _baseline(src, s)
-            cost = s.cost.total
-            if base is None or cost is None:
-                unknown_baseline += 1
-                continue
-            baseline += base
-            actual += cost
-        route_saved += baseline - actual
-        routed.append({
-            "model": row.key, "calls": row.spans, "cost": money(actual),
-            "baseline": money(baseline), "saved": money(baseline - actual),
-        })  # fmt: skip
-
+    by_name = cache_savings(led, since=q.since, until=q.until, where=where)
+    cache_saved = sum((v[0] for v in by_name.values()), ZERO)
+    routes = route_savings(led, src.catalog, since=q.since, until=q.until, where=where)
+    route_saved = sum((r.baseline - r.cost for r in routes), ZERO)
     split = led.cost_split(since=q.since, until=q.until, where=where)
     return {
         "query": q.to_json(),
         "spend": money(split.total),
         "cache": {
             "saved": money(cache_saved),
-            "hits": sum(int(v[1]) for v in by_name.values()),
+            "hits": sum(v[1] for v in by_name.values()),
             "by_name": [
-                {"name": k, "saved": money(Decimal(v[0])), "hits": int(v[1])}
-                for k, v in sorted(by_name.items(), key=lambda kv: -Decimal(kv[1][0]))
+                {"name": k, "saved": money(v[0]), "hits": v[1]}
+                for k, v in sorted(by_name.items(), key=lambda kv: -kv[1][0])
             ],
         },
         "routing": {
             "saved": money(route_saved),
-            "by_model": routed,
-            "without_baseline": unknown_baseline,
+            "by_model": [
+                {
+                    "model": r.model,
+                    "calls": r.calls,
+                    "cost": money(r.cost),
+                    "baseline": money(r.baseline),
+                    "saved": money(r.baseline - r.cost),
+                }
+                for r in routes
+            ],
+            "without_baseline": sum(r.unknown for r in routes),
         },
         "saved": money(cache_saved + route_saved),
         "baseline": money(split.total + cache_saved + route_saved),

@@ -33,8 +33,11 @@ from faremeter.ledger.results import (
     LedgerHealth,
     OutlierTrace,
     PercentileRow,
+    PrefixGroup,
+    RepeatGroup,
     TimeBucket,
     TopTrace,
+    TotalRow,
     TracePath,
     UsageGroup,
     UsageTotal,
@@ -424,7 +427,7 @@ class Ledger:
     def outliers(
         self,
         *,
-        by: str = "workflow",
+        by: str | None = "workflow",
         factor: Decimal | int | str = 2,
         limit: int = 100,
         since: datetime | None = None,
@@ -434,7 +437,8 @@ class Ledger:
         """Traces that cost more than ``factor`` x the median trace of their group.
 
         Groups are the root span's ``by`` attribute, as in :meth:`percentiles`
-        (whose p50 is the median used here). Most expensive first.
+        (whose p50 is the median used here); ``by=None`` judges every trace
+        against the median of all of them. Most expensive first.
 
         Raises:
             ValueError: For a factor that is not positive or a negative limit.
@@ -442,7 +446,7 @@ class Ledger:
         num, den = _factor(factor)
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        attr = resolve(by)
+        attr = None if by is None else resolve(by)
         flt = make_filter(since=since, until=until, where=where)
         self._sync()
         return self.store.outliers(attr, num, den, flt, limit)
@@ -506,7 +510,7 @@ class Ledger:
     def percentiles(
         self,
         *,
-        by: str = "workflow",
+        by: str | None = "workflow",
         quantiles: Sequence[float] = (0.5, 0.9, 0.99),
         since: datetime | None = None,
         until: datetime | None = None,
@@ -516,11 +520,13 @@ class Ledger:
 
         A trace's group is its root span's ``by`` attribute (``where`` also
         applies to root attributes, ``since``/``until`` to the trace's first
-        start). Quantiles use the nearest-rank rule, so each is a real trace's
+        start); ``by=None`` puts every trace in one group (key ``None``),
+        answered by walking an index of trace totals instead of sorting them.
+        Quantiles use the nearest-rank rule, so each is a real trace's
         total. Rows are sorted by key.
         """
         qs = _quantiles(quantiles)
-        attr = resolve(by)
+        attr = None if by is None else resolve(by)
         flt = make_filter(since=since, until=until, where=where)
         self._sync()
         rows = self.store.percentiles(attr, qs, flt)
@@ -584,7 +590,10 @@ class Ledger:
 
         Repricing a sum is exact whenever pricing is linear (a model without
         long-context tiers); :meth:`usage_groups` keeps every distinct usage
-        for the other case. Ordered by key, model, status.
+        for the other case. Spans without usage form their own rows
+        (``tokens`` is ``None``). Answered from the hourly rollup when ``by``
+        and ``where`` use only its keys (see :meth:`totals`). Ordered by key,
+        model, status.
         """
         attr = None if by is None else resolve(by)
         flt = make_filter(since=since, until=until, where=where, kind=kind)
@@ -600,6 +609,137 @@ class Ledger:
                 () if g.tokens is None else tuple(sorted(g.tokens.items())),
             ),
         )
+
+    def totals(
+        self,
+        *attributes: str,
+        kind: SpanKind | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[TotalRow]:
+        """Spend, spans, ``saved`` and tokens per combination of attributes (no trace count).
+
+        :meth:`group_by` without its distinct-trace count, which is what
+        makes it cheap: when every attribute and filter is one the hourly
+        rollup keys on (``model``, ``kind``, ``status``, ``provider``,
+        ``tool``, ``step`` and the ``route.*`` attributes), the whole hours
+        of the window are read from the rollup
+        and only the partial hours at its ends from the spans. Other
+        attributes scan the spans of the window. Naming ``tool`` keeps only
+        tool spans. Rows most expensive first; no attributes gives one row
+        for everything.
+        """
+        attrs = [resolve(a) for a in attributes]
+        flt = make_filter(since=since, until=until, where=where, kind=kind)
+        self._sync()
+        rows = self.store.totals(attrs, flt)
+        return sorted(rows, key=lambda r: (-r.cost, *(x for k in r.keys for x in _none_last(k))))
+
+    def repeated_tool_calls(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[RepeatGroup]:
+        """Successful tool calls that repeated an argument set, per tool and repeat count.
+
+        Calls are matched on the ``tool_args_hash`` attribute. Over the whole
+        ledger (no filter, a window holding every span) this reads the
+        tool-arguments rollup; otherwise it groups the window's tool spans.
+        Ordered by tool, then repeat count.
+        """
+        flt = make_filter(since=since, until=until, where=where)
+        self._sync()
+        return self.store.repeated_tool_calls(flt)
+
+    def repeated_prompt_prefixes(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[PrefixGroup]:
+        """Prompt prefixes that two or more model calls sent, per model.
+
+        Calls are matched on the ``prompt_prefix_hash`` and
+        ``prompt_prefix_tokens`` attributes. Over the whole ledger (no filter,
+        a window holding every span) this reads the prompt-prefix rollup;
+        otherwise it groups the window's model calls. Ordered by model, hash,
+        then tokens.
+        """
+        flt = make_filter(since=since, until=until, where=where)
+        self._sync()
+        return self.store.repeated_prompt_prefixes(flt)
+
+    def trace_histogram(
+        self,
+        width: Decimal,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> dict[int, int]:
+        """How many traces have a total in each bin ``[i * width, (i + 1) * width)``.
+
+        Keys are bin numbers (``total // width``, truncated), values trace
+        counts; empty bins are left out. Trace-level filters, as in
+        :meth:`percentiles`. Counted in the database: no trace leaves it.
+
+        Raises:
+            ValueError: For a width that is not positive.
+        """
+        exact = Fraction(Decimal(str(width))) * 10**12
+        if exact <= 0:
+            raise ValueError(f"width must be > 0, got {width!r}")
+        flt = make_filter(since=since, until=until, where=where)
+        self._sync()
+        return self.store.trace_histogram(exact.numerator, exact.denominator, flt)
+
+    def trace_ids_with(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, object] | None = None,
+        kind: SpanKind | str | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Ids of the traces with at least one matching span, ascending.
+
+        Without decoding a span: ``trace_ids_with(where={"status": "denied"})``
+        lists the traces a budget stopped (spans that did not end ``ok`` are
+        found through an index of them).
+
+        Raises:
+            ValueError: For a negative limit.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        flt = make_filter(since=since, until=until, where=where, kind=kind)
+        self._sync()
+        return self.store.trace_ids_with(flt, limit)
+
+    def traces(self, trace_ids: Sequence[str]) -> list[TopTrace]:
+        """Total, span counts, root name and start of the given traces (``top_traces`` rows).
+
+        Read from the per-trace rollup, by trace id; ids with no stored span
+        are left out.
+        """
+        self._sync()
+        return self.store.traces(list(trace_ids))
+
+    def spans_of_traces(self, trace_ids: Sequence[str]) -> dict[str, list[SpanRecord]]:
+        """Every stored span of each trace (oldest first, ties by span id), in one query per 500.
+
+        Traces with no stored span are left out.
+        """
+        self._sync()
+        out: dict[str, list[SpanRecord]] = {}
+        for span in self.store.spans_of(list(trace_ids)):
+            out.setdefault(span.trace_id, []).append(span)
+        return out
 
     def resolve_trace_id(self, prefix: str) -> str:
         """The one stored trace id that starts with ``prefix`` (a full id, or a unique prefix).

@@ -24,14 +24,31 @@ from faremeter.ledger.codec import (
     rollup,
 )
 from faremeter.ledger.filters import AttrRef, QueryFilter
+from faremeter.ledger.hourly import (
+    ARGS_HASH,
+    HAS_USAGE,
+    PREFIX_HASH,
+    PREFIX_TOKENS,
+    PRICED,
+    Grouped,
+    add_into,
+    prefix_groups,
+    repeat_groups,
+    row_vector,
+    total_rows_of,
+    usage_totals_of,
+)
 from faremeter.ledger.results import (
     CostRow,
     CostSplit,
     GroupRow,
     OutlierTrace,
     PercentileRow,
+    PrefixGroup,
+    RepeatGroup,
     TimeBucket,
     TopTrace,
+    TotalRow,
     TracePath,
     UsageGroup,
     UsageTotal,
@@ -48,8 +65,6 @@ __all__ = [
     "path_element",
     "pick_part_outliers",
     "usage_group_rows",
-    "usage_rest",
-    "usage_total_rows",
 ]
 
 logger = logging.getLogger("faremeter.ledger")
@@ -77,6 +92,17 @@ def span_key(attr: AttrRef) -> Callable[[Sequence[Any]], str | None]:
     return lambda r: attrs_of(r).get(name)
 
 
+def _row_key(attr: AttrRef) -> Callable[[Sequence[Any]], Any]:
+    """:func:`span_key`, plus the rollup's internal priced / with-usage flags."""
+    if attr == PRICED:
+        i_pico = _I["cost_pico"]
+        return lambda r: 0 if r[i_pico] is None else 1
+    if attr == HAS_USAGE:
+        i_usage = _I["usage"]
+        return lambda r: 0 if r[i_usage] is None else 1
+    return span_key(attr)
+
+
 def nearest_rank(q: float, n: int) -> int:
     """1-based rank of quantile ``q`` among ``n`` sorted values (nearest-rank rule)."""
     return max(1, math.ceil(q * n))
@@ -96,7 +122,9 @@ def path_element(kind: str, name: str, step: str | None) -> str | None:
     return name if kind == "tool" else step
 
 
-def _trace_key(attr: AttrRef) -> Callable[[TraceDelta], str | None]:
+def _trace_key(attr: AttrRef | None) -> Callable[[TraceDelta], str | None]:
+    if attr is None:  # every trace in one group
+        return lambda _t: None
     if attr.kind == "field":
         raise ValueError(f"{attr.name!r} is a span field; trace queries group by root attributes")
     name = attr.name
@@ -268,9 +296,9 @@ class MemoryStore:
         ]
 
     def percentiles(
-        self, attr: AttrRef, quantiles: Sequence[float], flt: QueryFilter
+        self, attr: AttrRef | None, quantiles: Sequence[float], flt: QueryFilter
     ) -> list[PercentileRow]:
-        """Nearest-rank quantiles of per-trace totals per root attribute."""
+        """Nearest-rank quantiles of per-trace totals per root attribute (``None``: one group)."""
         get = _trace_key(attr)
         groups: dict[str | None, list[TraceDelta]] = {}
         for t in self._traces(flt):
@@ -373,24 +401,113 @@ class MemoryStore:
         return usage_group_rows((*k, *a) for k, a in acc.items())
 
     def usage_totals(self, attr: AttrRef | None, flt: QueryFilter) -> list[UsageTotal]:
-        """Sum usage per group, grouping on the same text the SQL stores cut."""
-        i_model, i_usage, i_status, i_pico = _I["model"], _I["usage"], _I["status"], _I["cost_pico"]
-        i_in, i_out = _I["input_tokens"], _I["output_tokens"]
-        get = None if attr is None else span_key(attr)
-        acc: dict[tuple[Any, ...], list[int]] = {}
+        """Sum usage per (attribute, model, status, priced, with usage or not)."""
+        keys = [AttrRef("field", "model"), AttrRef("field", "status"), PRICED, HAS_USAGE]
+        if attr is None:
+            grouped = {(None, *k): v for k, v in self._grouped(keys, flt).items()}
+        else:
+            grouped = self._grouped([attr, *keys], flt)
+        return usage_totals_of(grouped)
+
+    def totals(self, attrs: Sequence[AttrRef], flt: QueryFilter) -> list[TotalRow]:
+        """Additive totals per combination of ``attrs``; naming ``tool`` keeps tool spans."""
+        if AttrRef("field", "tool") in attrs:
+            if flt.kind not in (None, "tool"):
+                return []
+            flt = replace(flt, kind="tool")
+        return total_rows_of(self._grouped(attrs, flt))
+
+    def _grouped(self, keys: Sequence[AttrRef], flt: QueryFilter) -> Grouped:
+        gets = [_row_key(k) for k in keys]
+        i_pico, i_saved, i_usage = _I["cost_pico"], _I["saved"], _I["usage"]
+        acc: Grouped = {}
         for r in self._select(flt):
-            k = None if get is None else get(r)
-            pico = r[i_pico]
-            group = (k, r[i_model], r[i_status], int(pico is None), usage_rest(r[i_usage]))
-            a = acc.setdefault(group, [0, 0, 0, 0])
+            add_into(acc, tuple(g(r) for g in gets), row_vector(r[i_pico], r[i_saved], r[i_usage]))
+        return acc
+
+    def repeated_tool_calls(self, flt: QueryFilter) -> list[RepeatGroup]:
+        """Successful tool calls grouped by (tool, arguments hash), then by repeat count."""
+        if flt.kind not in (None, "tool"):
+            return []
+        get_args = span_key(AttrRef("custom", ARGS_HASH))
+        i_kind, i_status, i_name, i_pico = _I["kind"], _I["status"], _I["name"], _I["cost_pico"]
+        calls: dict[tuple[str, str], list[int]] = {}
+        for r in self._select(flt):
+            args = get_args(r)
+            if r[i_kind] != "tool" or r[i_status] != "ok" or args is None:
+                continue
+            a = calls.setdefault((r[i_name], args), [0, 0])
             a[0] += 1
-            a[1] += pico or 0
-            a[2] += r[i_in] or 0
-            a[3] += r[i_out] or 0
-        return usage_total_rows((*k, *a) for k, a in acc.items())
+            a[1] += r[i_pico] or 0
+        by_n: dict[tuple[str, int], list[int]] = {}
+        for (tool, _), (n, pico) in calls.items():
+            if n >= 2:
+                a = by_n.setdefault((tool, n), [0, 0])
+                a[0] += 1
+                a[1] += pico
+        return repeat_groups([(t, n, k, p) for (t, n), (k, p) in by_n.items()])
+
+    def repeated_prompt_prefixes(self, flt: QueryFilter) -> list[PrefixGroup]:
+        """Model calls grouped by (model, prompt-prefix hash, prefix tokens), sent twice or more."""
+        if flt.kind not in (None, "llm"):
+            return []
+        get_hash = span_key(AttrRef("custom", PREFIX_HASH))
+        get_tokens = span_key(AttrRef("custom", PREFIX_TOKENS))
+        i_kind, i_model = _I["kind"], _I["model"]
+        calls: dict[tuple[str, str, str], int] = {}
+        for r in self._select(flt):
+            if r[i_kind] != "llm" or r[i_model] is None:
+                continue
+            digest, size = get_hash(r), get_tokens(r)
+            if digest is not None and size is not None:
+                k = (r[i_model], digest, size)
+                calls[k] = calls.get(k, 0) + 1
+        return prefix_groups([(*k, n) for k, n in calls.items() if n >= 2])
+
+    def trace_histogram(self, num: int, den: int, flt: QueryFilter) -> dict[int, int]:
+        """Traces per bin of ``num / den`` picodollars (truncating division, as in SQL)."""
+        out: dict[int, int] = {}
+        for t in self._traces(flt):
+            scaled = t.total_pico * den
+            q = abs(scaled) // num
+            b = q if scaled >= 0 else -q
+            out[b] = out.get(b, 0) + 1
+        return out
+
+    def trace_ids_with(self, flt: QueryFilter, limit: int | None) -> list[str]:
+        """Ids of traces with a matching span, ascending."""
+        ids = sorted({r[_I["trace_id"]] for r in self._select(flt)})
+        return ids if limit is None else ids[:limit]
+
+    def traces(self, trace_ids: Sequence[str]) -> list[TopTrace]:
+        """Rollup facts of the given traces, by trace id."""
+        ids = set(trace_ids)
+        i_trace = _I["trace_id"]
+        with self._lock:
+            rows = [r for r in self._rows.values() if r[i_trace] in ids]
+        return [
+            TopTrace(
+                trace_id=t.trace_id,
+                root_name=None if t.root is None else t.root[_I["name"]],
+                cost=from_pico(t.total_pico),
+                spans=t.spans,
+                unpriced=t.unpriced,
+                started=ns_to_datetime(t.started_ns),
+            )
+            for t in rollup(rows)
+        ]
+
+    def spans_of(self, trace_ids: Sequence[str]) -> list[SpanRecord]:
+        """Every span of ``trace_ids``, by trace, start and span id."""
+        ids = set(trace_ids)
+        i_trace, i_start, i_span = _I["trace_id"], _I["start_ns"], _I["span_id"]
+        with self._lock:
+            rows = [r for r in self._rows.values() if r[i_trace] in ids]
+            rows.sort(key=lambda r: (r[i_trace], r[i_start], r[i_span]))
+            return [self._spans[r[i_span]] for r in rows]
 
     def outliers(
-        self, attr: AttrRef, num: int, den: int, flt: QueryFilter, limit: int
+        self, attr: AttrRef | None, num: int, den: int, flt: QueryFilter, limit: int
     ) -> list[OutlierTrace]:
         """Traces above ``num/den`` x their group's median, most expensive first."""
         get = _trace_key(attr)
@@ -488,44 +605,6 @@ def usage_group_rows(rows: Iterable[Sequence[Any]]) -> list[UsageGroup]:
 
 USAGE_REST = ',"cache_read_tokens"'
 """Where the counts other than input/output start in the codec's usage JSON."""
-
-
-def usage_rest(usage: str | None) -> str | None:
-    """The usage JSON from the cache-read count on (whole text if not in codec form)."""
-    if usage is None:
-        return None
-    i = usage.find(USAGE_REST)
-    return usage if i < 0 else usage[i:]
-
-
-def usage_total_rows(rows: Iterable[Sequence[Any]]) -> list[UsageTotal]:
-    """Decode ``(key, model, status, unpriced flag, rest, spans, pico, in, out)`` rows."""
-    import json
-    from types import MappingProxyType
-
-    out: list[UsageTotal] = []
-    for key, model, status, unpriced, rest, n, pico, tin, tout in rows:
-        n = int(n)
-        tokens: Mapping[str, int] | None = None
-        if rest is not None:
-            text = str(rest)
-            counts: dict[str, Any] = json.loads("{" + text[1:] if text.startswith(",") else text)
-            summed = {k: int(v) * n for k, v in counts.items() if isinstance(v, int)}
-            summed["input_tokens"] = int(tin or 0)
-            summed["output_tokens"] = int(tout or 0)
-            tokens = MappingProxyType(summed)
-        out.append(
-            UsageTotal(
-                key=None if key is None else str(key),
-                model=model,
-                status=str(status),
-                priced=not int(unpriced),
-                spans=n,
-                cost=from_pico(pico),
-                tokens=tokens,
-            )
-        )
-    return out
 
 
 def part_rows(

@@ -20,7 +20,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from faremeter.ledger.backfill import Database, backfill
 from faremeter.ledger.codec import SPAN_COLUMNS, encode_span, rollup
+from faremeter.ledger.hourly import rollup_deltas
+from faremeter.ledger.hourly_sql import HourlySql, RollupQueries
 from faremeter.ledger.schema import (
     LATEST_VERSION,
     MIGRATIONS,
@@ -29,7 +32,7 @@ from faremeter.ledger.schema import (
     newer_schema_message,
     schema_table_ddl,
 )
-from faremeter.ledger.sqlbuild import Sql, SqlQueries
+from faremeter.ledger.sqlbuild import Sql
 from faremeter.spans import SpanRecord
 
 __all__ = ["PostgresStore", "import_psycopg"]
@@ -62,7 +65,24 @@ def import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresStore(SqlQueries):
+class _Conn(Database):
+    """A psycopg connection inside the migration transaction."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: Sequence[Any]) -> Any:
+        # A named (server-side) cursor streams a big table instead of loading it.
+        cur = self.conn.cursor(name="faremeter_backfill")
+        cur.itersize = 10_000
+        cur.execute(sql, params)
+        return cur
+
+    def run(self, sql: str, params: Sequence[Any]) -> None:
+        self.conn.execute(sql, params)
+
+
+class PostgresStore(RollupQueries):
     """Spans in PostgreSQL tables (``{schema}.{prefix}spans`` / ``traces``).
 
     Args:
@@ -79,6 +99,7 @@ class PostgresStore(SqlQueries):
         self.conninfo = conninfo
         self.names = make_names(prefix, schema)
         self.sql = Sql(POSTGRES, self.names)
+        self.hourly = HourlySql(self.sql)
         casts = ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}[]" for c in SPAN_COLUMNS)
         self._insert = (
             f"INSERT INTO {self.names.spans} ({', '.join(SPAN_COLUMNS)})"
@@ -123,6 +144,7 @@ class PostgresStore(SqlQueries):
             for v in range(version + 1, LATEST_VERSION + 1):
                 for stmt in MIGRATIONS[v](POSTGRES, n):
                     conn.execute(stmt)
+                backfill(v, POSTGRES, n, _Conn(conn))
             conn.execute(f"DELETE FROM {n.schema_table}")
             conn.execute(f"INSERT INTO {n.schema_table} (version) VALUES (%s)", (LATEST_VERSION,))
 
@@ -142,9 +164,11 @@ class PostgresStore(SqlQueries):
     def write(self, batch: Sequence[SpanRecord]) -> int:
         """Insert new spans and their rollup in one transaction."""
         rows: dict[str, tuple[Any, ...]] = {}
+        by_id: dict[str, SpanRecord] = {}
         for span in batch:
             if span.span_id not in rows:
                 rows[span.span_id] = encode_span(span)
+                by_id[span.span_id] = span
         ordered = [rows[k] for k in sorted(rows)]
         columns = [list(col) for col in zip(*ordered, strict=True)] if ordered else []
         if not ordered:
@@ -157,8 +181,14 @@ class PostgresStore(SqlQueries):
             inserted = {r[0] for r in cur.fetchall()}
             new = [r for r in ordered if r[0] in inserted]
             if new:
+                hours, args, prefixes = rollup_deltas([(by_id[r[0]], r) for r in new])
                 with conn.cursor() as c:
                     c.executemany(self.sql.upsert_trace, [d.row() for d in rollup(new)])
+                    c.executemany(self.hourly.upsert_hourly, hours)
+                    if args:
+                        c.executemany(self.hourly.upsert_tool_args, args)
+                    if prefixes:
+                        c.executemany(self.hourly.upsert_prefixes, prefixes)
         return len(new)
 
     def is_transient(self, exc: BaseException) -> bool:

@@ -21,8 +21,11 @@ __all__ = [
     "LedgerHealth",
     "OutlierTrace",
     "PercentileRow",
+    "PrefixGroup",
+    "RepeatGroup",
     "TimeBucket",
     "TopTrace",
+    "TotalRow",
     "TracePath",
     "UsageGroup",
     "UsageTotal",
@@ -296,8 +299,9 @@ class UsageTotal:
         cost: Sum of their recorded direct costs ($0 when not ``priced``).
         tokens: Each :class:`~faremeter.usage.Usage` count summed over the spans
             (``input_tokens``, ``cache_read_tokens``, ...); ``None``: spans
-            without usage. A plain mapping, since a sum may exceed the
-            per-call bound a ``Usage`` enforces.
+            without usage (groups never mix spans with and without). A plain
+            mapping, since a sum may exceed the per-call bound a ``Usage`` enforces.
+        saved: Sum of the spans' ``saved`` (what cache hits avoided paying).
     """
 
     key: str | None
@@ -307,3 +311,73 @@ class UsageTotal:
     spans: int
     cost: Decimal
     tokens: Mapping[str, int] | None
+    saved: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TotalRow:
+    """Additive totals of one combination of attributes (one row of ``totals``).
+
+    The additive half of :class:`GroupRow`: no distinct-trace count, which is
+    what lets the ledger answer it from its hourly rollup instead of the spans.
+
+    Attributes:
+        keys: The attribute values as text, in the order asked for (``None``:
+            spans without that attribute).
+        cost: Sum of the priced spans' direct cost.
+        spans: Spans in the group, priced or not.
+        unpriced: Spans whose price was unknown (not summed as $0).
+        saved: Sum of the spans' ``saved`` (cache hits).
+        input_tokens: Sum of input tokens.
+        output_tokens: Sum of output tokens.
+    """
+
+    keys: tuple[str | None, ...]
+    cost: Decimal
+    spans: int
+    unpriced: int
+    saved: Decimal
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RepeatGroup:
+    """Successful tool calls that repeated their arguments, grouped by how often.
+
+    Calls are grouped by tool and by the ``tool_args_hash`` attribute (a digest
+    of the canonical arguments); a group of ``calls`` identical calls holds
+    ``calls - 1`` repeats that a cache would have served.
+
+    Attributes:
+        tool: The tool's name.
+        calls: How many times each of these argument sets was called (>= 2).
+        argument_sets: How many distinct argument sets were called exactly ``calls`` times.
+        cost: What all those calls cost (``calls x argument_sets`` calls).
+    """
+
+    tool: str
+    calls: int
+    argument_sets: int
+    cost: Decimal
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrefixGroup:
+    """Model calls that sent the same prompt prefix (one row of ``repeated_prompt_prefixes``).
+
+    Calls are matched on the ``prompt_prefix_hash`` and ``prompt_prefix_tokens``
+    attributes (a digest of the prompt's first tokens, and how many): every
+    call after the first could have read that prefix from the provider's cache.
+
+    Attributes:
+        model: The model called.
+        prefix_hash: The prefix's digest.
+        prefix_tokens: Its length in tokens, as stamped (text).
+        calls: How many calls sent it (>= 2).
+    """
+
+    model: str
+    prefix_hash: str
+    prefix_tokens: str
+    calls: int

@@ -12,6 +12,14 @@ Tables (``prefix`` defaults to ``faremeter_``):
 - ``{prefix}traces`` — a per-trace rollup maintained on write (total, span
   count, unpriced count, first start, earliest root's name and attributes) so
   percentiles and top-N read one row per trace instead of scanning spans.
+- ``{prefix}hourly`` (version 3) — additive sums per UTC hour and low-cardinality
+  key (:mod:`faremeter.ledger.hourly`), maintained on write, so spend over
+  time, by kind, status, model, tool or step reads a few rows per hour.
+- ``{prefix}tool_args`` (version 3) — successful tool calls and their cost per
+  (tool, arguments hash), so repeated calls over the whole ledger are one
+  read of it; ``{prefix}prompt_prefixes`` likewise counts model calls per
+  (model, prompt-prefix hash, prefix tokens). A version-3 migration fills the
+  three rollups from the stored spans.
 
 Column types differ only where the engines do (INTEGER vs BIGINT, TEXT vs
 JSONB for the text-attribute map that PostgreSQL queries with ``->>``).
@@ -25,6 +33,7 @@ from dataclasses import dataclass
 
 from faremeter.ledger.codec import SPAN_COLUMNS, TRACE_COLUMNS
 from faremeter.ledger.filters import PROMOTED
+from faremeter.ledger.hourly import DIMS, SUMS
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "POSTGRES", "SQLITE", "Dialect", "Names", "make_names"]
 
@@ -61,20 +70,6 @@ class Dialect:
         # Keys are validated ([A-Za-z0-9_.-]) so quoting them in a JSON path is safe.
         return f'$."{key}"' if self.name == "sqlite" else key
 
-    def rank(self) -> tuple[str, int]:
-        """SQL for ``max(1, ceil(q * cnt))`` and how many times it binds ``q``.
-
-        SQLite's ``ceil`` is an optional build feature, so it is spelled with
-        a truncating cast there.
-        """
-        p = self.ph
-        if self.name == "sqlite":
-            return (
-                f"MAX(1, CAST({p} * cnt AS INTEGER) + ({p} * cnt > CAST({p} * cnt AS INTEGER)))",
-                3,
-            )
-        return f"GREATEST(1, CEIL({p}::float8 * cnt))", 1
-
 
 SQLITE = Dialect("sqlite", "?", "INTEGER", "TEXT", "MIN", "MAX")
 POSTGRES = Dialect("postgresql", "%s", "BIGINT", "JSONB", "LEAST", "GREATEST")
@@ -89,6 +84,9 @@ class Names:
     traces: str
     prefix: str
     schema: str | None
+    hourly: str = ""
+    tool_args: str = ""
+    prompt_prefixes: str = ""
 
 
 def make_names(prefix: str, schema: str | None = None) -> Names:
@@ -108,6 +106,9 @@ def make_names(prefix: str, schema: str | None = None) -> Names:
         traces=f'{q}"{prefix}traces"',
         prefix=prefix,
         schema=schema,
+        hourly=f'{q}"{prefix}hourly"',
+        tool_args=f'{q}"{prefix}tool_args"',
+        prompt_prefixes=f'{q}"{prefix}prompt_prefixes"',
     )
 
 
@@ -167,7 +168,44 @@ def _qualified(n: Names, index: str) -> str:
     return f'"{n.schema}"."{index}"' if n.schema else f'"{index}"'
 
 
-MIGRATIONS: dict[int, Callable[[Dialect, Names], list[str]]] = {1: _v1, 2: _v2}
+_FLAG_DIMS = frozenset({"stamped", "priced", "has_usage"})
+
+
+def _v3(d: Dialect, n: Names) -> list[str]:
+    """Add the hourly, tool-arguments and prompt-prefix rollups and two indexes.
+
+    The rollups start empty here; :func:`faremeter.ledger.backfill.backfill`
+    fills them from the stored spans in the same transaction. The status
+    index holds only spans that did not end ``ok`` (errors, denials, cache
+    hits: a small share), so finding them costs no scan and most inserts
+    never touch it. The trace-total index makes the distribution of every
+    trace (the dashboard's) an index walk per quantile and its outliers an
+    index range, where they sorted every trace.
+    """
+    i = d.int_type
+    dims = [f"{c} {i} NOT NULL" if c in _FLAG_DIMS else f"{c} TEXT" for c in DIMS]
+    sums = [f"{c} {i} NOT NULL" for c in SUMS]
+    cols = ",\n  ".join([f"bucket_ns {i} NOT NULL", "dkey TEXT NOT NULL", *dims, *sums])
+    clustered = " WITHOUT ROWID" if d.name == "sqlite" else ""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {n.hourly} (\n  {cols},\n  PRIMARY KEY (bucket_ns, dkey)\n)"
+        f"{clustered}",
+        f"CREATE TABLE IF NOT EXISTS {n.tool_args} (tool TEXT NOT NULL, args TEXT NOT NULL,"
+        f" calls {i} NOT NULL, cost_pico {i} NOT NULL, PRIMARY KEY (tool, args)){clustered}",
+        f"CREATE TABLE IF NOT EXISTS {n.prompt_prefixes} (model TEXT NOT NULL,"
+        f" prefix_hash TEXT NOT NULL, prefix_tokens TEXT NOT NULL, calls {i} NOT NULL,"
+        f" PRIMARY KEY (model, prefix_hash, prefix_tokens)){clustered}",
+        f"CREATE INDEX IF NOT EXISTS {n.prefix}spans_status ON {n.spans} (status, start_ns)"
+        " WHERE status <> 'ok'",
+        f"CREATE INDEX IF NOT EXISTS {n.prefix}traces_total"
+        f" ON {n.traces} (total_pico, started_ns, unpriced)",
+        f"DELETE FROM {n.hourly}",
+        f"DELETE FROM {n.tool_args}",
+        f"DELETE FROM {n.prompt_prefixes}",
+    ]
+
+
+MIGRATIONS: dict[int, Callable[[Dialect, Names], list[str]]] = {1: _v1, 2: _v2, 3: _v3}
 """Version → statements that bring the previous version to it."""
 
 LATEST_VERSION = max(MIGRATIONS)

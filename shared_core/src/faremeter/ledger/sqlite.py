@@ -21,7 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from faremeter.ledger.backfill import Database, backfill
 from faremeter.ledger.codec import TRACE_COLUMNS, encode_span, rollup
+from faremeter.ledger.hourly import rollup_deltas
+from faremeter.ledger.hourly_sql import HourlySql, RollupQueries
 from faremeter.ledger.schema import (
     LATEST_VERSION,
     MIGRATIONS,
@@ -30,7 +33,7 @@ from faremeter.ledger.schema import (
     newer_schema_message,
     schema_table_ddl,
 )
-from faremeter.ledger.sqlbuild import Sql, SqlQueries
+from faremeter.ledger.sqlbuild import Sql
 from faremeter.spans import SpanRecord
 
 __all__ = ["SQLiteStore", "SchemaVersionError"]
@@ -49,7 +52,18 @@ class SchemaVersionError(RuntimeError):
     """The database was written by a newer faremeter; writing would corrupt it."""
 
 
-class SQLiteStore(SqlQueries):
+class _Conn(Database):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: Sequence[Any]) -> Any:
+        return self.conn.execute(sql, params)
+
+    def run(self, sql: str, params: Sequence[Any]) -> None:
+        self.conn.execute(sql, params)
+
+
+class SQLiteStore(RollupQueries):
     """Spans in one SQLite file.
 
     Args:
@@ -76,12 +90,14 @@ class SQLiteStore(SqlQueries):
         self.synchronous = synchronous.upper()
         self.names = make_names(prefix)
         self.sql = Sql(SQLITE, self.names)
+        self.hourly = HourlySql(self.sql)
         self._writer: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._migrated = False
         self._upserts: dict[int, str] = {}
+        self._statements: dict[tuple[str, int], str] = {}
         self._max_vars = 999  # SQLite's historical default; raised from the connection
 
     # -- connections -------------------------------------------------------
@@ -131,6 +147,7 @@ class SQLiteStore(SqlQueries):
             for v in range(version + 1, LATEST_VERSION + 1):
                 for stmt in MIGRATIONS[v](SQLITE, self.names):
                     conn.execute(stmt)
+                backfill(v, SQLITE, self.names, _Conn(conn))
             conn.execute(f"DELETE FROM {self.names.schema_table}")
             conn.execute(
                 f"INSERT INTO {self.names.schema_table} (version) VALUES (?)", (LATEST_VERSION,)
@@ -166,9 +183,11 @@ class SQLiteStore(SqlQueries):
     def write(self, batch: Sequence[SpanRecord]) -> int:
         """Insert the new spans and their rollup in one ``BEGIN IMMEDIATE``."""
         rows: dict[str, tuple[Any, ...]] = {}
+        spans: dict[str, SpanRecord] = {}
         for span in batch:
             if span.span_id not in rows:
                 rows[span.span_id] = encode_span(span)
+                spans[span.span_id] = span
         if self._writer is None:
             self._writer = self._open_writer()
         conn = self._writer
@@ -190,6 +209,7 @@ class SQLiteStore(SqlQueries):
                     self._insert(conn, new)
             if new:
                 self._upsert(conn, [d.row() for d in rollup(new)])
+                self._rollups(conn, [(spans[r[0]], r) for r in new])
             conn.execute("COMMIT")
         except BaseException:
             try:
@@ -242,6 +262,23 @@ class SQLiteStore(SqlQueries):
 
     def _upsert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         self._many(conn, rows, len(TRACE_COLUMNS), self._upsert_sql)
+
+    def _rollups(self, conn: sqlite3.Connection, items: list[tuple[SpanRecord, Any]]) -> None:
+        """Add the new spans to the hourly, tool-arguments and prompt-prefix rollups."""
+        h = self.hourly
+        hours, args, prefixes = rollup_deltas(items)
+        self._many(conn, hours, h.hourly_width, lambda k: self._cached(h.upsert_hourly, k))
+        if args:
+            self._many(conn, args, 4, lambda k: self._cached(h.upsert_tool_args, k))
+        if prefixes:
+            self._many(conn, prefixes, 4, lambda k: self._cached(h.upsert_prefixes, k))
+
+    def _cached(self, upsert: str, k: int) -> str:
+        key = (upsert, k)
+        sql = self._statements.get(key)
+        if sql is None:
+            sql = self._statements[key] = upsert if k == 1 else self.hourly.many(upsert, k)
+        return sql
 
     def _upsert_sql(self, k: int) -> str:
         sql = self._upserts.get(k)

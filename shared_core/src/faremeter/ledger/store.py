@@ -18,8 +18,11 @@ from faremeter.ledger.results import (
     GroupRow,
     OutlierTrace,
     PercentileRow,
+    PrefixGroup,
+    RepeatGroup,
     TimeBucket,
     TopTrace,
+    TotalRow,
     TracePath,
     UsageGroup,
     UsageTotal,
@@ -66,9 +69,9 @@ class LedgerStore(Protocol):
         ...
 
     def percentiles(
-        self, attr: AttrRef, quantiles: Sequence[float], flt: QueryFilter
+        self, attr: AttrRef | None, quantiles: Sequence[float], flt: QueryFilter
     ) -> list[PercentileRow]:
-        """Per-trace total distribution grouped by the root's attribute."""
+        """Per-trace total distribution grouped by the root's attribute (``None``: one group)."""
         ...
 
     def time_series(
@@ -100,7 +103,7 @@ class LedgerStore(Protocol):
         ...
 
     def outliers(
-        self, attr: AttrRef, num: int, den: int, flt: QueryFilter, limit: int
+        self, attr: AttrRef | None, num: int, den: int, flt: QueryFilter, limit: int
     ) -> list[OutlierTrace]:
         """Traces whose total exceeds ``num / den`` x their group's median (trace filter)."""
         ...
@@ -130,7 +133,35 @@ class LedgerStore(Protocol):
         ...
 
     def usage_totals(self, attr: AttrRef | None, flt: QueryFilter) -> list[UsageTotal]:
-        """Summed usage per (attribute, model, status, priced, non-input/output counts)."""
+        """Summed usage per (attribute, model, status, priced, with usage or not) (any order)."""
+        ...
+
+    def totals(self, attrs: Sequence[AttrRef], flt: QueryFilter) -> list[TotalRow]:
+        """Additive totals per combination of attributes (any order); ``tool`` keeps tool spans."""
+        ...
+
+    def repeated_tool_calls(self, flt: QueryFilter) -> list[RepeatGroup]:
+        """Successful tool calls repeating their arguments, per tool and repeat count."""
+        ...
+
+    def repeated_prompt_prefixes(self, flt: QueryFilter) -> list[PrefixGroup]:
+        """Prompt prefixes (model, hash, tokens) sent by two or more model calls."""
+        ...
+
+    def trace_histogram(self, num: int, den: int, flt: QueryFilter) -> dict[int, int]:
+        """Traces per bin: ``trunc(total / (num / den picodollars))`` -> count (trace filter)."""
+        ...
+
+    def trace_ids_with(self, flt: QueryFilter, limit: int | None) -> list[str]:
+        """Ids of traces with at least one matching span, ascending (at most ``limit``)."""
+        ...
+
+    def traces(self, trace_ids: Sequence[str]) -> list[TopTrace]:
+        """The per-trace rollup rows of the given traces, by trace id (unknown ids left out)."""
+        ...
+
+    def spans_of(self, trace_ids: Sequence[str]) -> list[SpanRecord]:
+        """Every span of the given traces, by trace id, start time, then span id."""
         ...
 
     def close(self) -> None:
