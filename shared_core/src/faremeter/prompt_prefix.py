@@ -12,9 +12,12 @@ to an earlier one's, so that is the unit faremeter compares:
   ~4 characters a token, the estimator's heuristic for English text) of the
   call's prompt texts in order — system message first, then the leading
   messages, exactly the order providers match on — joined with a separator so
-  ``["ab", "c"]`` and ``["a", "bc"]`` differ. A prompt with less text than that
-  (its tokens are images, tool definitions or dense non-Latin text) is hashed
-  whole;
+  ``["ab", "c"]`` and ``["a", "bc"]`` differ. A call whose prompt has less
+  text than that is not stamped: most of its cached tokens would be what
+  faremeter cannot see (tool definitions, images), and a hash of the varying
+  rest would group nothing. (Dense non-Latin text holds more than 1,024
+  tokens in 4,096 characters, so such prompts are stamped only from 4,096
+  characters on: an undercount, never a false match);
 * ``prompt_prefix_hash`` is its BLAKE2b-64 digest (16 hex digits; the text is
   never stored) and ``prompt_prefix_tokens`` is :data:`PROMPT_CACHE_MIN_TOKENS`.
 
@@ -75,6 +78,11 @@ def prompt_prefix_hash(prompt: Texts) -> str | None:
         prompt: The call's prompt texts in order (a string, a sequence of
             message texts, or a callable producing either — called here).
     """
+    return _prefix_hash(prompt, 1)
+
+
+def _prefix_hash(prompt: Texts, min_chars: int) -> str | None:
+    """:func:`prompt_prefix_hash`, or ``None`` when the texts hold fewer than ``min_chars``."""
     texts: Any = prompt() if callable(prompt) else prompt
     if not texts:
         return None
@@ -91,6 +99,8 @@ def prompt_prefix_hash(prompt: Texts) -> str | None:
             covered += len(text) + 1
             if covered > PREFIX_CHARS:
                 break
+    if covered < min_chars:
+        return None
     key = tuple(lead)
     found = _memo.get(key)
     if found is None:
@@ -155,7 +165,10 @@ def prompt_prefix_attributes(prompt: Texts, usage: Usage) -> dict[str, Any]:
     """
     if not _worth_stamping(usage):
         return {}
-    digest = prompt_prefix_hash(prompt)
+    # Only a prompt whose text fills the prefix is stamped: with less, most of
+    # the cached tokens are what faremeter cannot see (tool definitions,
+    # images), and a hash of the varying rest would group nothing.
+    digest = _prefix_hash(prompt, PREFIX_CHARS)
     if digest is None:
         return {}
     return {HASH_ATTRIBUTE: digest, TOKENS_ATTRIBUTE: PROMPT_CACHE_MIN_TOKENS}
