@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from faremeter.budgets.stores.base import Check, ReserveResult, StoreUnavailable
+from faremeter.sqlite_open import open_wal
 
 __all__ = ["SQLiteBudgetStore"]
 
@@ -71,13 +72,7 @@ class SQLiteBudgetStore:
             return conn
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            for ddl in _SCHEMA:
-                conn.execute(ddl)
+            conn = open_wal(self.path, busy_timeout=self.timeout_s, schema=_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"SQLite budget store {self.path}: {exc}") from exc
         self._local.conn = conn

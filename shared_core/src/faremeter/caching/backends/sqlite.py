@@ -10,6 +10,8 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
+from faremeter.sqlite_open import open_wal
+
 __all__ = ["SQLiteBackend"]
 
 _PURGE_EVERY = 1_000
@@ -68,15 +70,7 @@ class SQLiteBackend:
         os.register_at_fork(after_in_child=fresh_lock_in_child)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        return conn
+        return open_wal(self.path, busy_timeout=self._busy_timeout, schema=_SCHEMA)
 
     @property
     def _db(self) -> sqlite3.Connection:
