@@ -3,7 +3,9 @@
 Waits are Playwright's auto-waiting expectations on DOM states (each panel
 sets ``data-state="ready"`` once drawn), never sleeps, so the page's 2 s
 polling cannot make a test flaky. The screenshots embedded in the docs are
-taken here, so they always show the current page.
+taken here, from the page under test; they are written into ``docs/img`` when
+missing or when ``FAREMETER_UPDATE_SCREENSHOTS=1`` is set, so an ordinary test
+run leaves the checkout clean.
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ PANELS = ("ticker", "tasks", "distribution", "opportunities")
 
 def _pinned() -> int:
     return NOW_NS
+
+
+def _docs_screenshot(page: Any, name: str, **options: Any) -> None:
+    """Take the screenshot the docs embed; store it only when asked (or missing)."""
+    image: bytes = page.screenshot(**options)
+    assert image.startswith(b"\x89PNG"), "the page did not render to a PNG"
+    target = DOCS_IMG / name
+    if os.environ.get("FAREMETER_UPDATE_SCREENSHOTS") == "1" or not target.exists():
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(image)
 
 
 class Dashboard:
@@ -132,9 +144,7 @@ def test_the_four_panels_render_the_ledger_numbers(page: Any, dashboard: Dashboa
     sync_api.expect(page.locator("#budgets-body .budget")).to_have_count(len(statuses))
     sync_api.expect(page.locator("#anomalies-list li:not(.empty)")).to_have_count(1)
     sync_api.expect(page.locator("#savings-cache")).to_have_attribute("data-value", "0.045")
-    # The screenshot the docs page embeds.
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / "dashboard.png"), full_page=True)
+    _docs_screenshot(page, "dashboard.png", full_page=True)
 
 
 def test_the_known_outlier_row_is_red_and_the_others_are_not(
@@ -179,7 +189,7 @@ def test_clicking_a_task_opens_its_trace_tree(page: Any, dashboard: Dashboard) -
     )
     assert f"trace={tid}" in page.url
     sync_api.expect(page.locator("#trace-tree tbody tr").first).to_contain_text("research-agent")
-    page.screenshot(path=str(DOCS_IMG / "dashboard-trace.png"))
+    _docs_screenshot(page, "dashboard-trace.png")
     page.locator("#trace-close").click()
     sync_api.expect(view).to_be_hidden()
 
