@@ -131,7 +131,7 @@ def _manager(url: str, fail: str) -> BudgetManager:
         store=url,
         clock=lambda: FIXED_NS,
         fail=fail,  # type: ignore[arg-type]
-        store_timeout_s=0.2,
+        store_timeout_s=2.0,  # a killed server fails at once; a loaded host must not
     )
 
 

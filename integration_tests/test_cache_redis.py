@@ -29,7 +29,7 @@ PROCESSES = 4
 
 
 def _redis_backend(url: str, prefix: str) -> RedisBackend:
-    return RedisBackend(url, prefix=prefix, socket_timeout=0.5)
+    return RedisBackend(url, prefix=prefix, socket_timeout=5.0)  # generous: a loaded CI host stalls
 
 
 def _make_backend(spec: tuple[str, str, str]) -> CacheBackend:

@@ -221,7 +221,9 @@ def test_schema_is_versioned_and_newer_schema_refused(tmp_path: Path) -> None:
     conn.close()
     led = Ledger.from_url(f"sqlite:///{path}")
     led.record(mk(2))
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30  # the writer's first attempt; bounded, not timed
+    while not led.health().last_error and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert "newer than this faremeter" in (led.health().last_error or "")
     led.close(timeout=0.1)
 
