@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from faremeter import SpanStatus
+from faremeter import SpanKind, SpanStatus, Usage
 from faremeter.caching import SQLiteBackend, ToolCache
 from faremeter.caching.backends import CacheBackend
 from faremeter.caching.backends.redis import RedisBackend
@@ -122,6 +122,82 @@ def test_four_processes_on_redis_run_the_tool_once(
     redis_url: str, prefix: str, cleanup: None, tmp_path: Path
 ) -> None:
     _assert_one_run(_run_processes(("redis", redis_url, prefix), tmp_path))
+
+
+def _routed_worker(spec: tuple[str, str, str], counter_path: str, results: Any) -> None:
+    """One process: a routed model call over a ResponseCache on the shared Redis."""
+    import redis
+
+    from faremeter.caching import ResponseCache
+    from faremeter.routing import Router
+    from faremeter.routing.routed_cache import StoredResponse
+    from faremeter.routing.routed_call import ModelRouting
+    from faremeter.usage import Usage
+
+    usage = Usage(input_tokens=1000, output_tokens=200)
+
+    class Codec:
+        def dump(self, response: dict[str, str]) -> StoredResponse:
+            return StoredResponse(data=response, model="gpt-4o-mini", usage=usage)
+
+        def load(self, data: Any) -> dict[str, str]:
+            return dict(data)
+
+    meter = make_test_meter()
+    cache = ResponseCache(meter=meter, backend=_redis_backend(spec[1], spec[2]), poll_interval=0.01)
+    router = Router({"economy": ["gpt-4o-mini"]}, complexity=False)
+    routing = ModelRouting(router, models=["gpt-4o-mini"], meter=meter, cache=cache)
+    client: Any = redis.Redis.from_url(spec[1])  # pyright: ignore[reportUnknownMemberType]
+    request = {"messages": [{"role": "user", "content": "summarise"}], "temperature": 0}
+
+    def provider(model: str) -> dict[str, str]:
+        with open(counter_path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        for _ in range(1_000):  # until the other processes are waiting (bounded)
+            if _started(spec, client) >= PROCESSES:
+                break
+            time.sleep(0.01)
+        meter.start_span(model, kind=SpanKind.LLM, model=model).end(usage=usage)
+        return {"text": "the summary"}
+
+    _start(spec, client)
+    ticket = routing.lookup(lambda: request, Codec())
+    if ticket.hit is not None:
+        value = ticket.hit
+    else:
+        value = routing.run(routing.plan(request["messages"]), provider, cache=ticket)
+    spans = recorded_spans(meter)
+    statuses = [(s.status.value, str(s.saved)) for s in spans if s.kind is SpanKind.LLM]
+    results.put((value["text"], statuses))
+
+
+def test_four_processes_on_redis_send_one_routed_request(
+    redis_url: str, prefix: str, cleanup: None, tmp_path: Path
+) -> None:
+    ctx = multiprocessing.get_context("fork")
+    results: Any = ctx.Queue()
+    counter = tmp_path / "requests.txt"
+    counter.touch()
+    spec = ("redis", redis_url, prefix)
+    procs = [
+        ctx.Process(target=_routed_worker, args=(spec, str(counter), results))
+        for _ in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert len(counter.read_text().splitlines()) == 1, "the provider was called more than once"
+    assert {text for text, _ in out} == {"the summary"}
+    statuses = sorted(s for _, spans in out for s in spans)
+    price = (
+        make_test_meter()
+        .catalog.cost("gpt-4o-mini", Usage(input_tokens=1000, output_tokens=200))
+        .total
+    )
+    assert statuses == [("cached", str(price))] * (PROCESSES - 1) + [("ok", "None")]
 
 
 def test_four_processes_on_sqlite_run_the_tool_once(tmp_path: Path) -> None:

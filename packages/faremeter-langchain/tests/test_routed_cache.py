@@ -126,6 +126,48 @@ def test_second_identical_invoke_is_one_cached_span_saving_the_first_charge() ->
     assert t.cost == charge(meter, U1)
 
 
+def test_ten_concurrent_identical_invokes_call_the_model_once() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    meter = make_test_meter()
+    cache = ResponseCache(meter=meter, poll_interval=0.005)
+    misses = cache.misses
+    assert misses is not None
+
+    class SlowFake(MeteredFake):
+        """Answers once the other nine invokes wait on this one (bounded)."""
+
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            for _ in range(4_000):
+                if any(misses.in_flight(k) >= 10 for k in list(misses._flights)):
+                    break
+                time.sleep(0.005)
+            return super()._generate(*args, **kwargs)
+
+    models: dict[str, Any] = {m: SlowFake(messages=replies(m), model=m) for m in TIERS_MODELS}
+    router = Router(TIERS, steps={"parse": "gpt-4o-mini"}, complexity=False)
+    model = RoutedChatModel(router=router, models=models, chain_options=NO_WAIT, cache=cache)
+    lock = threading.Lock()
+
+    def invoke(_: int) -> Any:
+        with lock:
+            cfg = config(meter)
+        return model.invoke(PROMPT, config=cfg, temperature=0).content
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(invoke, range(10)))
+    meter.flush()
+    assert answers == ["reply 1 from gpt-4o-mini"] * 10  # a second model call says "reply 2"
+    (call,) = calls(meter)
+    assert len(hits(meter)) == 9
+    assert all(h.saved == call.cost.total == charge(meter, U1) for h in hits(meter))
+
+
+TIERS_MODELS = ("gpt-4o-mini", "gpt-4o")
+
+
 def test_a_sampled_request_is_not_cached() -> None:
     meter = make_test_meter()
     model = routed(ResponseCache(meter=meter))

@@ -33,6 +33,7 @@ from faremeter.caching.backends import CacheBackend, backend_from_url
 from faremeter.caching.entries import CacheEntry
 from faremeter.caching.guarded import GuardedStore
 from faremeter.caching.keys import canonical_json, digest
+from faremeter.caching.miss_leases import MissLeases
 from faremeter.caching.recording import record_hit
 from faremeter.cost import Cost
 from faremeter.spans import SpanKind
@@ -130,6 +131,11 @@ class ResponseCache:
         outage_cooldown: After a store failure, seconds during which the store
             is not asked (every call is a miss) before it is tried again.
         namespace: Key prefix, so several caches can share one store.
+        lock_ttl: Longest a routed model's request waits for an identical
+            request already running (in this process, or in another on a
+            shared store) before sending its own — the stampede protection of
+            :mod:`faremeter.caching.miss_leases`; ``None`` turns it off.
+        poll_interval: Seconds between checks while waiting.
     """
 
     def __init__(
@@ -143,6 +149,8 @@ class ResponseCache:
         clock: Callable[[], float] = time.time,
         outage_cooldown: float = 1.0,
         namespace: str = "llm",
+        lock_ttl: float | None = 60.0,
+        poll_interval: float = 0.05,
     ) -> None:
         if ttl is not None and (isinstance(ttl, bool) or ttl <= 0):
             raise ValueError(f"ttl must be a number of seconds > 0 or None, got {ttl!r}")
@@ -156,6 +164,11 @@ class ResponseCache:
         self._meter = meter
         self._clock = clock
         self._namespace = namespace
+        self.misses: MissLeases | None = (
+            None
+            if lock_ttl is None
+            else MissLeases(self._store, wait_s=lock_ttl, poll_s=poll_interval)
+        )
 
     @property
     def meter(self) -> Meter:

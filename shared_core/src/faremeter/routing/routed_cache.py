@@ -28,6 +28,11 @@ framework glue only turns its own response objects into JSON and back (a
   the chunks into the final response. A hit on a stream call replays the
   stored response as a stream of one chunk. A stream the caller abandons,
   or that fails, stores nothing.
+* **Concurrent identical misses** pay once: the first takes a lease and is
+  routed; the others wait for it (up to the cache's ``lock_ttl``, across
+  processes on a shared store) and are served what it stored, each as a
+  ``cached`` span with ``saved`` (:mod:`faremeter.caching.miss_leases`). A
+  miss that fails or stores nothing lets its waiters send their own requests.
 * **Outages.** A store that fails (Redis down) is a miss; storing after a
   miss never raises. With a shared store (SQLite, Redis) the async paths run
   the store's I/O in a worker thread, so the event loop never waits on it.
@@ -49,6 +54,7 @@ from faremeter.cost import Cost
 from faremeter.spans import SpanKind, SpanStatus
 
 if TYPE_CHECKING:
+    from faremeter.caching.miss_leases import Lease
     from faremeter.caching.response_cache import CachedResponse, ResponseCache
     from faremeter.meter import Meter
     from faremeter.spans import SpanRecord
@@ -107,11 +113,19 @@ class CacheTicket(Generic[R]):
             a non-deterministic request, or parts with no canonical form).
         codec: Turns the response into JSON and back.
         hit: The revived response when it was served from the cache.
+        lease: Held by the one miss identical concurrent requests wait for;
+            released when the call ends (:meth:`release`).
     """
 
     key: str | None = None
     codec: ResponseCodec[R] | None = field(default=None, repr=False)
     hit: R | None = None
+    lease: Lease | None = field(default=None, repr=False, compare=False)
+
+    def release(self) -> None:
+        """The call ended (stored, failed or abandoned): let identical requests go."""
+        if self.lease is not None:
+            self.lease.release()
 
     @property
     def served(self) -> bool:
@@ -271,7 +285,11 @@ class RoutedCache:
             if key is None:
                 return NO_TICKET
             found = self.cache.lookup_key(key, record=False)
-            return self._ticket(meter, key, found, codec, attributes)
+            lease = None
+            misses = self.cache.misses
+            if found is None and misses is not None:
+                lease, found = misses.claim(key, lambda: self.cache.lookup_key(key, record=False))
+            return self._ticket(meter, key, found, codec, attributes, lease)
         except Exception:  # faremeter's fault: the call goes uncached
             _log.exception("faremeter cache: routed lookup failed; the call is not cached")
             return NO_TICKET
@@ -288,14 +306,20 @@ class RoutedCache:
             key = self.key(request())
             if key is None:
                 return NO_TICKET
-            if self.cache.backend.shared:
-                found = await asyncio.to_thread(self.cache.lookup_key, key, record=False)
-            else:
-                found = self.cache.lookup_key(key, record=False)
-            return self._ticket(meter, key, found, codec, attributes)
+            found = await self._alookup_key(key)
+            lease = None
+            misses = self.cache.misses
+            if found is None and misses is not None:
+                lease, found = await misses.aclaim(key, lambda: self._alookup_key(key))
+            return self._ticket(meter, key, found, codec, attributes, lease)
         except Exception:
             _log.exception("faremeter cache: routed lookup failed; the call is not cached")
             return NO_TICKET
+
+    async def _alookup_key(self, key: str) -> CachedResponse | None:
+        if self.cache.backend.shared:
+            return await asyncio.to_thread(self.cache.lookup_key, key, record=False)
+        return self.cache.lookup_key(key, record=False)
 
     def _ticket(
         self,
@@ -304,16 +328,17 @@ class RoutedCache:
         found: CachedResponse | None,
         codec: ResponseCodec[R],
         attributes: Mapping[str, Any] | None,
+        lease: Lease | None = None,
     ) -> CacheTicket[R]:
         if found is None:
-            return CacheTicket(key=key, codec=codec)
+            return CacheTicket(key=key, codec=codec, lease=lease)
         try:
             revived = codec.load(found.response)
         except Exception:
             _log.exception("faremeter cache: a stored response could not be revived; a miss")
             revived = None
         if revived is None:
-            return CacheTicket(key=key, codec=codec)
+            return CacheTicket(key=key, codec=codec, lease=lease)
         self._record_hit(meter, key, found, attributes)
         return CacheTicket(key=key, codec=codec, hit=revived)
 

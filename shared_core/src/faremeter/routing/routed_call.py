@@ -504,27 +504,31 @@ class ModelRouting:
         reservation; one nobody adopted is released when the chain ends.
         With the ticket of a cache miss (:meth:`lookup`), the response is stored.
         """
-        stamp, attrs, watch = self._storing(plan, cache)
-        admission = _admission(plan)
-
-        def attempt(model: str) -> T:
-            from faremeter.context import attributes
-
-            with attributes(**stamp), admitted(admission):
-                if watch is not None:
-                    watch.enter(model)
-                return fn(model)
-
         try:
-            result = self.chain(plan).call(
-                attempt, input_tokens=plan.decision.input_tokens, attributes=attrs
-            )
+            stamp, attrs, watch = self._storing(plan, cache)
+            admission = _admission(plan)
+
+            def attempt(model: str) -> T:
+                from faremeter.context import attributes
+
+                with attributes(**stamp), admitted(admission):
+                    if watch is not None:
+                        watch.enter(model)
+                    return fn(model)
+
+            try:
+                result = self.chain(plan).call(
+                    attempt, input_tokens=plan.decision.input_tokens, attributes=attrs
+                )
+            finally:
+                if admission is not None:
+                    admission.release_unclaimed()
+            if watch is not None and cache is not None and self._cached is not None:
+                self._cached.store(self._meter(), cache, result, watch)
+            return result
         finally:
-            if admission is not None:
-                admission.release_unclaimed()
-        if watch is not None and cache is not None and self._cached is not None:
-            self._cached.store(self._meter(), cache, result, watch)
-        return result
+            if cache is not None:
+                cache.release()  # identical requests waiting on this miss look again
 
     async def arun(
         self,
@@ -534,27 +538,31 @@ class ModelRouting:
         cache: CacheTicket[T] | None = None,
     ) -> T:
         """:meth:`run` for coroutines."""
-        stamp, attrs, watch = self._storing(plan, cache)
-        admission = _admission(plan)
-
-        async def attempt(model: str) -> T:
-            from faremeter.context import attributes
-
-            with attributes(**stamp), admitted(admission):
-                if watch is not None:
-                    watch.enter(model)
-                return await fn(model)
-
         try:
-            result = await self.chain(plan).acall(
-                attempt, input_tokens=plan.decision.input_tokens, attributes=attrs
-            )
+            stamp, attrs, watch = self._storing(plan, cache)
+            admission = _admission(plan)
+
+            async def attempt(model: str) -> T:
+                from faremeter.context import attributes
+
+                with attributes(**stamp), admitted(admission):
+                    if watch is not None:
+                        watch.enter(model)
+                    return await fn(model)
+
+            try:
+                result = await self.chain(plan).acall(
+                    attempt, input_tokens=plan.decision.input_tokens, attributes=attrs
+                )
+            finally:
+                if admission is not None:
+                    admission.release_unclaimed()
+            if watch is not None and cache is not None and self._cached is not None:
+                await self._cached.astore(self._meter(), cache, result, watch)
+            return result
         finally:
-            if admission is not None:
-                admission.release_unclaimed()
-        if watch is not None and cache is not None and self._cached is not None:
-            await self._cached.astore(self._meter(), cache, result, watch)
-        return result
+            if cache is not None:
+                cache.release()
 
     def run_stream(
         self,
@@ -571,37 +579,41 @@ class ModelRouting:
         the chunks are stored (as the codec assembles them) once the stream
         is complete; an abandoned or failed stream stores nothing.
         """
-        stamp, attrs, watch = self._storing(plan, cache)
-        admission = _admission(plan)
-
-        def first(model: str) -> tuple[Iterator[T], list[T]]:
-            from faremeter.context import attributes
-
-            with attributes(**stamp), admitted(admission):
-                if watch is not None:
-                    watch.enter(model)
-                it = iter(fn(model))
-                for head in it:
-                    return it, [head]
-                return it, []
-
         try:
-            it, head = self.chain(plan).call(
-                first, input_tokens=plan.decision.input_tokens, attributes=attrs
-            )
-        finally:
-            if admission is not None:
-                admission.release_unclaimed()
-        if watch is None or cache is None or self._cached is None:
+            stamp, attrs, watch = self._storing(plan, cache)
+            admission = _admission(plan)
+
+            def first(model: str) -> tuple[Iterator[T], list[T]]:
+                from faremeter.context import attributes
+
+                with attributes(**stamp), admitted(admission):
+                    if watch is not None:
+                        watch.enter(model)
+                    it = iter(fn(model))
+                    for head in it:
+                        return it, [head]
+                    return it, []
+
+            try:
+                it, head = self.chain(plan).call(
+                    first, input_tokens=plan.decision.input_tokens, attributes=attrs
+                )
+            finally:
+                if admission is not None:
+                    admission.release_unclaimed()
+            if watch is None or cache is None or self._cached is None:
+                yield from head
+                yield from it
+                return
+            chunks = list(head)
             yield from head
-            yield from it
-            return
-        chunks = list(head)
-        yield from head
-        for item in it:
-            chunks.append(item)
-            yield item
-        self._cached.store(self._meter(), cache, chunks, watch)
+            for item in it:
+                chunks.append(item)
+                yield item
+            self._cached.store(self._meter(), cache, chunks, watch)
+        finally:
+            if cache is not None:
+                cache.release()  # also when the caller abandons the stream
 
     async def arun_stream(
         self,
@@ -611,36 +623,40 @@ class ModelRouting:
         cache: CacheTicket[list[T]] | None = None,
     ) -> AsyncGenerator[T]:
         """Async :meth:`run_stream`; ``fn(model)`` is awaited to open the stream."""
-        stamp, attrs, watch = self._storing(plan, cache)
-        admission = _admission(plan)
-
-        async def first(model: str) -> tuple[AsyncIterator[T], list[T]]:
-            from faremeter.context import attributes
-
-            with attributes(**stamp), admitted(admission):
-                if watch is not None:
-                    watch.enter(model)
-                it = aiter(await fn(model))
-                async for head in it:
-                    return it, [head]
-                return it, []
-
         try:
-            it, head = await self.chain(plan).acall(
-                first, input_tokens=plan.decision.input_tokens, attributes=attrs
-            )
+            stamp, attrs, watch = self._storing(plan, cache)
+            admission = _admission(plan)
+
+            async def first(model: str) -> tuple[AsyncIterator[T], list[T]]:
+                from faremeter.context import attributes
+
+                with attributes(**stamp), admitted(admission):
+                    if watch is not None:
+                        watch.enter(model)
+                    it = aiter(await fn(model))
+                    async for head in it:
+                        return it, [head]
+                    return it, []
+
+            try:
+                it, head = await self.chain(plan).acall(
+                    first, input_tokens=plan.decision.input_tokens, attributes=attrs
+                )
+            finally:
+                if admission is not None:
+                    admission.release_unclaimed()
+            chunks: list[T] | None = None if watch is None else list(head)
+            for item in head:
+                yield item
+            async for item in it:
+                if chunks is not None:
+                    chunks.append(item)
+                yield item
+            if watch is not None and chunks is not None and cache is not None and self._cached:
+                await self._cached.astore(self._meter(), cache, chunks, watch)
         finally:
-            if admission is not None:
-                admission.release_unclaimed()
-        chunks: list[T] | None = None if watch is None else list(head)
-        for item in head:
-            yield item
-        async for item in it:
-            if chunks is not None:
-                chunks.append(item)
-            yield item
-        if watch is not None and chunks is not None and cache is not None and self._cached:
-            await self._cached.astore(self._meter(), cache, chunks, watch)
+            if cache is not None:
+                cache.release()
 
     def __repr__(self) -> str:
         return f"ModelRouting({self.router!r})"
