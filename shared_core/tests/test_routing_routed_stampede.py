@@ -276,3 +276,24 @@ def test_lease_table_rejects_non_positive_waits() -> None:
     cache = ResponseCache()
     with pytest.raises(ValueError, match="must be > 0"):
         MissLeases(cache._store, wait_s=0, poll_s=0.1)  # pyright: ignore[reportPrivateUsage]
+
+
+class _NeverWait(threading.Event):
+    def wait(self, timeout: float | None = None) -> bool:
+        raise AssertionError("waited on a lease held by this very thread")
+
+
+def test_a_call_on_the_leaseholders_own_thread_never_waits_on_it() -> None:
+    meter = make_test_meter()
+    cache = ResponseCache(meter=meter, lock_ttl=600)
+    routing = _routing(meter, cache)
+    held = routing.lookup(lambda: REQUEST, Codec())  # e.g. a stream not drained yet
+    assert held.lease is not None and held.key is not None
+    misses = cache.misses
+    assert misses is not None
+    misses._flights[held.key].done = _NeverWait()  # pyright: ignore[reportPrivateUsage]
+    provider = Provider(meter, cache, waiters=0)
+    assert _serve(routing, provider)["text"] == "the summary"  # ran at once, uncoordinated
+    assert provider.calls == 1 and misses.in_flight(held.key) == 1
+    held.release()
+    assert misses.in_flight(held.key) == 0

@@ -129,7 +129,9 @@ class MissLeases:
                 flight.waiters += 1
             return flight
 
-    def _left(self, flight: _Flight) -> None:
+    def _left(self, flight: _Flight, owner: tuple[int, int] | None = None) -> None:
+        if owner is not None and flight.owner == owner:
+            return  # the leaseholder was not counted as a waiter
         with self._lock:
             flight.waiters -= 1
 
@@ -157,8 +159,12 @@ class MissLeases:
         owner = _owner()
         flight = self._enter(key, owner)
         if flight is not None:
-            if flight.owner == owner:
-                return None, None  # the leaseholder itself asks again (nested): never wait on self
+            if flight.owner[0] == owner[0]:
+                # The leaseholder runs on this very thread (a nested call, a stream
+                # not drained yet, a coroutine of this thread's loop): blocking here
+                # would stop it, so never wait on it.
+                self._left(flight, owner)
+                return None, None
             try:
                 flight.done.wait(max(0.0, deadline - time.monotonic()))
             finally:
@@ -195,7 +201,7 @@ class MissLeases:
         flight = self._enter(key, owner)
         if flight is not None:
             if flight.owner == owner:
-                return None, None
+                return None, None  # the leaseholder itself asks again (nested)
             try:
                 while not flight.done.is_set() and time.monotonic() < deadline:
                     await asyncio.sleep(self.poll_s)
