@@ -187,9 +187,14 @@ def stamp_prompt_prefix(
     their prompt. Never raises: a prompt that cannot be read (a framework's
     lazy callable failing) leaves the span unstamped, the call still recorded.
     """
-    if kind is not SpanKind.LLM or HASH_ATTRIBUTE in attributes:
+    if kind is not SpanKind.LLM or HASH_ATTRIBUTE in attributes or usage.cache_read_tokens:
         return
     try:
-        attributes.update(prompt_prefix_attributes(prompt, usage))
+        # prompt_prefix_attributes inlined: this runs for every large model call.
+        digest = _prefix_hash(prompt, PREFIX_CHARS)
     except Exception:
         logger.debug("faremeter: hashing a prompt prefix failed", exc_info=True)
+        return
+    if digest is not None:
+        attributes[HASH_ATTRIBUTE] = digest
+        attributes[TOKENS_ATTRIBUTE] = PROMPT_CACHE_MIN_TOKENS

@@ -22,6 +22,7 @@ from faremeter.context import clean_attributes
 from faremeter.normalize import safe_parse_usage
 from faremeter.spans import ATTRIBUTION_KEYS, validate_attribute_name
 from faremeter_langchain._translate import (
+    chat_texts,
     first_model,
     has_priced_tool_child,
     is_map,
@@ -245,9 +246,7 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
             attributes=self._attrs(metadata),
             tags=user_tags(tags) if tags else (),
             # Read only when usage needs checking (or a budget estimates the call).
-            prompt=(lambda: texts([m for batch in prompts for m in batch]))
-            if chat
-            else (lambda: texts(prompts)),
+            prompt=(lambda: chat_texts(prompts)) if chat else (lambda: texts(prompts)),
             max_tokens=max_tokens if type(max_tokens) is int else None,
             # Current while it runs: a provider layer called inside (LiteLLM)
             # nests under it, and the one-charge rule makes this a wrapper.

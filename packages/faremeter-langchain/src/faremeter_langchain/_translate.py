@@ -15,6 +15,7 @@ from faremeter import Cost, OpenSpan, SpanKind
 from faremeter.cost import to_decimal
 
 __all__ = [
+    "chat_texts",
     "first_model",
     "has_priced_tool_child",
     "is_map",
@@ -69,7 +70,12 @@ def text_of(value: Any) -> str:
     # Pydantic models keep their fields in __dict__: reading it there avoids
     # getattr's AttributeError path for fields a class lacks (a message has no
     # ``message``, a system message no ``tool_calls``), costly on pydantic models.
-    fields = _fields(value, ("message", "content", "tool_calls"))
+    found: Any = getattr(value, "__dict__", None)  # _fields inlined: one call per message
+    fields: dict[str, Any] = (
+        cast("dict[str, Any]", found)
+        if type(found) is dict  # pyright: ignore[reportUnknownArgumentType]
+        else _fields(value, ("message", "content", "tool_calls"))
+    )
     message = fields.get("message")  # a generation: read its message
     if message is not None:
         value = message
@@ -98,6 +104,11 @@ def user_tags(tags: list[str]) -> tuple[str, ...]:
 
 def texts(items: Sequence[Any] | None) -> list[str]:
     return [text_of(item) for item in items or ()]
+
+
+def chat_texts(batches: Sequence[Sequence[Any]]) -> list[str]:
+    """Texts of a chat call's messages (LangChain passes them as a list of batches)."""
+    return [text_of(message) for batch in batches for message in batch]
 
 
 def reported_tool_cost(output: Any) -> Cost | None:
