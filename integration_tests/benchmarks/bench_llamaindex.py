@@ -29,8 +29,11 @@ from _summary import report_summary
 from llama_index.core import Settings
 from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
 from llama_index.core.llms import ChatMessage, CustomLLM, MockLLM
 from llama_index.core.llms import callbacks as llm_callbacks
+from llama_index_instrumentation import get_dispatcher
 
 from faremeter import Meter, Usage
 from faremeter_llamaindex import instrument
@@ -87,6 +90,27 @@ class UsageStreamLLM(CustomLLM):
             yield CompletionResponse(text="A short answer.", delta=" answer.", raw={"usage": USAGE})
 
         return gen()
+
+
+class FloorHandler(BaseEventHandler):
+    """The least any meter can do: one priced span per call, straight into the ledger.
+
+    Reads the usage the provider put in ``raw`` and calls ``meter.record_llm``
+    (no adapter, no tree, no stream or fold accounting): the core's own floor
+    in situ, beside which the adapter's overhead and TokenCountingHandler's are read.
+    """
+
+    meter: Any = None
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "FloorHandler"
+
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        if event.__class__ is LLMChatEndEvent:
+            raw = event.response.raw["usage"]
+            usage = Usage(input_tokens=raw["prompt_tokens"], output_tokens=raw["completion_tokens"])
+            self.meter.record_llm("gpt-4o-mini", usage)
 
 
 USAGE: dict[str, int] = {"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128}
@@ -146,9 +170,20 @@ def main() -> None:
     # cost from the core's (span bookkeeping, pricing, the ledger queue).
     bare = Meter(ledger="memory")
     bare.ledger.record = lambda span: None  # type: ignore[method-assign]
+    floor = FloorHandler()
+    floor.meter = Meter(ledger="memory")
+    dispatcher = get_dispatcher()
+    floor_row: tuple[float, float] | None = None
     rows: list[tuple[str, float, float, float, float, float]] = []
     for label, (plain, counted, call) in llms.items():
-        samples: dict[str, list[int]] = {"none": [], "faremeter": [], "bare": [], "tch": []}
+        samples: dict[str, list[int]] = {
+            "none": [],
+            "faremeter": [],
+            "bare": [],
+            "tch": [],
+            "floor": [],
+        }
+        with_floor = label == "usage-reporting LLM .chat"
 
         def run_plain(call: Callable[[Any], Any] = call, llm: Any = plain) -> None:
             call(llm)
@@ -172,10 +207,16 @@ def main() -> None:
             with instrument(bare):
                 samples["bare"] += timed(run_plain, per_round)
             samples["tch"] += timed(run_counted, per_round)
+            if with_floor:
+                dispatcher.add_event_handler(floor)
+                samples["floor"] += timed(run_plain, per_round)
+                dispatcher.event_handlers.remove(floor)
             assert len(counter.llm_token_counts) >= per_round
             counter.reset_counts()
-        med = {k: statistics.median(v) / 1000 for k, v in samples.items()}
+        med = {k: statistics.median(v) / 1000 for k, v in samples.items() if v}
         fm, tch = med["faremeter"] - med["none"], med["tch"] - med["none"]
+        if with_floor:
+            floor_row = (med["floor"] - med["none"], tch)
         rows.append((label, med["none"], fm, med["bare"] - med["none"], tch, fm / tch))
 
     print(f"llama-index-core, {iterations:,} calls per configuration, median µs per call\n")
@@ -188,6 +229,13 @@ def main() -> None:
         print(f"| {label} | {base:.1f} | {fm:.1f} | {bare:.1f} | {tch:.1f} | {ratio:.2f}× |")
         if label == "usage-reporting LLM .chat":  # read by run_all.py (targets table)
             report_summary("llamaindex_vs_tch", ratio, note=f"{fm:.1f} vs {tch:.1f} µs")
+    if floor_row is not None:
+        cost, tch = floor_row
+        print(
+            f"\nCore floor in situ, usage-reporting .chat: one `meter.record_llm` per call "
+            f"from a bare event handler (no adapter) costs {cost:.1f} µs = {cost / tch:.2f}× "
+            f"TokenCountingHandler's {tch:.1f} µs."
+        )
 
 
 if __name__ == "__main__":
