@@ -176,6 +176,29 @@ def test_async_path(meter: Meter) -> None:
     assert t.cost == _charge(meter)
 
 
+def test_eight_concurrent_identical_acompletions_call_the_model_once(meter: Meter) -> None:
+    # The mock provider answers after 0.2 s, while the seven others arrive; the
+    # outcome asserted holds whenever they arrive (waiting, or a plain hit).
+    slow = {m: {**params, "mock_delay": 0.2} for m, params in MODELS.items()}
+    routed = _routed(meter, ResponseCache(meter=meter, poll_interval=0.01), models=slow)
+
+    async def main() -> list[Any]:
+        with faremeter.attributes(step="parse"):
+            replies = await asyncio.gather(
+                *(routed.acompletion(messages=MESSAGES, temperature=0) for _ in range(8))
+            )
+        await faremeter_litellm.instrument(meter).aflush()
+        return replies
+
+    replies = asyncio.run(main())
+    meter.flush()
+    assert all(isinstance(r, litellm.ModelResponse) for r in replies)
+    assert len({r.choices[0].message.content for r in replies}) == 1
+    assert len(_calls(meter)) == 1
+    hits = _hits(meter)
+    assert len(hits) == 7 and all(h.saved == _charge(meter) for h in hits)
+
+
 def test_a_completed_stream_is_stored_and_replayed_as_one_chunk(meter: Meter) -> None:
     models = {m: {"model": m} for m in ("gpt-4o-mini", "gpt-4o")}
     routed = _routed(meter, ResponseCache(meter=meter), models=models, mock_response="hi there")

@@ -80,6 +80,42 @@ def test_second_identical_chat_is_one_cached_span_saving_the_first_charge() -> N
     assert t.cost == _charge(meter, U1)
 
 
+def test_ten_concurrent_identical_achats_call_the_model_once() -> None:
+    meter = make_test_meter()
+    cache = ResponseCache(meter=meter, poll_interval=0.002)
+    misses = cache.misses
+    assert misses is not None
+
+    class SlowLLM(ScriptedLLM):
+        """Answers once the other identical requests wait on this one (bounded)."""
+
+        async def achat(self, messages: Any, **kwargs: Any) -> ChatResponse:
+            for _ in range(2_000):
+                if any(misses.in_flight(k) >= 10 for k in list(misses._flights)):
+                    break
+                await asyncio.sleep(0.005)
+            return await super().achat(messages, **kwargs)
+
+    script = [Reply(text="5", usage=U1), Reply(text="6", usage=U1)]
+    slow = SlowLLM(script, model="gpt-4o-mini")  # pyright: ignore[reportCallIssue]
+    llms = {"gpt-4o-mini": slow, "gpt-4o": ScriptedLLM([], model="gpt-4o")}
+    router = Router(TIERS, steps={"parse": "gpt-4o-mini"}, complexity=False)
+    llm = RoutedLLM(router, llms, meter=meter, retry=NO_RETRY, sleep=lambda s: None, cache=cache)
+
+    async def main() -> list[str]:
+        with faremeter.attributes(step="parse"):
+            replies = await asyncio.gather(*(llm.achat(MESSAGES, temperature=0) for _ in range(10)))
+        return [str(r.message.content) for r in replies]
+
+    with instrument(meter):
+        texts = asyncio.run(main())
+    meter.flush()
+    assert texts == ["5"] * 10  # a second model call would have answered "6"
+    (call,) = _calls(meter)
+    hits = _hits(meter)
+    assert len(hits) == 9 and all(h.saved == call.cost.total == _charge(meter, U1) for h in hits)
+
+
 def test_a_sampled_request_is_not_cached() -> None:
     meter = make_test_meter()
     cache = ResponseCache(meter=meter)
