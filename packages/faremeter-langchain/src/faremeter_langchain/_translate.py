@@ -71,8 +71,8 @@ def text_of(value: Any) -> str:
     # getattr's AttributeError path for fields a class lacks (a message has no
     # ``message``, a system message no ``tool_calls``), costly on pydantic models.
     found: Any = getattr(value, "__dict__", None)  # _fields inlined: one call per message
-    fields: dict[str, Any] = (
-        cast("dict[str, Any]", found)
+    fields: dict[str, Any] = (  # pyright: ignore[reportUnknownVariableType]
+        found
         if type(found) is dict  # pyright: ignore[reportUnknownArgumentType]
         else _fields(value, ("message", "content", "tool_calls"))
     )
@@ -107,8 +107,24 @@ def texts(items: Sequence[Any] | None) -> list[str]:
 
 
 def chat_texts(batches: Sequence[Sequence[Any]]) -> list[str]:
-    """Texts of a chat call's messages (LangChain passes them as a list of batches)."""
-    return [text_of(message) for batch in batches for message in batch]
+    """Texts of a chat call's messages (LangChain passes them as a list of batches).
+
+    A message whose content is a string and that carries no tool calls — most
+    of a prompt — is read in place; anything else goes through :func:`text_of`.
+    """
+    out: list[str] = []
+    for batch in batches:
+        for message in batch:
+            found: Any = getattr(message, "__dict__", None)
+            if type(found) is dict:  # pyright: ignore[reportUnknownArgumentType]
+                fields: dict[str, Any] = found  # pyright: ignore[reportUnknownVariableType]
+                content = fields.get("content")
+                plain = "message" not in fields and not fields.get("tool_calls")
+                if plain and type(content) is str:
+                    out.append(content)
+                    continue
+            out.append(text_of(message))
+    return out
 
 
 def reported_tool_cost(output: Any) -> Cost | None:
