@@ -83,13 +83,17 @@ def _started(spec: tuple[str, str, str], client: Any) -> int:
         return 0
 
 
-def _run_processes(spec: tuple[str, str, str], tmp_path: Path) -> list[tuple[str, list[Any]]]:
+def _run_processes(
+    spec: tuple[str, str, str], tmp_path: Path, worker: Any = None
+) -> list[tuple[str, list[Any]]]:
+    """Run ``worker`` (the cached tool call by default) in 4 processes; it must run once."""
     ctx = multiprocessing.get_context("fork")
     results: Any = ctx.Queue()
     counter = tmp_path / "runs.txt"
     counter.touch()
+    target = worker or _worker
     procs = [
-        ctx.Process(target=_worker, args=(spec, str(counter), results)) for _ in range(PROCESSES)
+        ctx.Process(target=target, args=(spec, str(counter), results)) for _ in range(PROCESSES)
     ]
     for p in procs:
         p.start()
@@ -97,7 +101,7 @@ def _run_processes(spec: tuple[str, str, str], tmp_path: Path) -> list[tuple[str
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
-    assert len(counter.read_text().splitlines()) == 1, "the tool body ran more than once"
+    assert len(counter.read_text().splitlines()) == 1, "the work ran more than once"
     return out
 
 
@@ -174,22 +178,7 @@ def _routed_worker(spec: tuple[str, str, str], counter_path: str, results: Any) 
 def test_four_processes_on_redis_send_one_routed_request(
     redis_url: str, prefix: str, cleanup: None, tmp_path: Path
 ) -> None:
-    ctx = multiprocessing.get_context("fork")
-    results: Any = ctx.Queue()
-    counter = tmp_path / "requests.txt"
-    counter.touch()
-    spec = ("redis", redis_url, prefix)
-    procs = [
-        ctx.Process(target=_routed_worker, args=(spec, str(counter), results))
-        for _ in range(PROCESSES)
-    ]
-    for p in procs:
-        p.start()
-    out = [results.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
-    assert len(counter.read_text().splitlines()) == 1, "the provider was called more than once"
+    out = _run_processes(("redis", redis_url, prefix), tmp_path, _routed_worker)
     assert {text for text, _ in out} == {"the summary"}
     statuses = sorted(s for _, spans in out for s in spans)
     price = (
