@@ -297,3 +297,29 @@ def test_a_call_on_the_leaseholders_own_thread_never_waits_on_it() -> None:
     assert provider.calls == 1 and misses.in_flight(held.key) == 1
     held.release()
     assert misses.in_flight(held.key) == 0
+
+
+def test_a_forked_child_does_not_wait_on_its_parents_leases() -> None:
+    import multiprocessing
+
+    meter = make_test_meter()
+    cache = ResponseCache(meter=meter, lock_ttl=600)
+    routing = _routing(meter, cache)
+    # The parent's call is in flight on another thread (a child forked from this
+    # thread would otherwise count as that thread and never wait anyway).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(routing.lookup, lambda: REQUEST, Codec()).result()
+    assert held.lease is not None
+
+    def child(results: Any) -> None:
+        provider = Provider(meter, cache, waiters=0)
+        results.put((_serve(routing, provider)["text"], provider.calls))
+
+    ctx = multiprocessing.get_context("fork")
+    results: Any = ctx.Queue()
+    proc = ctx.Process(target=child, args=(results,))
+    proc.start()
+    assert results.get(timeout=60) == ("the summary", 1)  # led at once in the child
+    proc.join(30)
+    assert proc.exitcode == 0
+    held.release()

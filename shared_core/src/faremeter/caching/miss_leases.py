@@ -110,6 +110,17 @@ class MissLeases:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
+        ref = weakref.ref(self)
+
+        def forget_in_child() -> None:
+            # The leaseholders were the parent's threads: none of them runs in a
+            # forked child, so its requests must not wait on their leases.
+            leases = ref()
+            if leases is not None:
+                leases._lock = threading.Lock()
+                leases._flights = {}
+
+        os.register_at_fork(after_in_child=forget_in_child)
 
     def in_flight(self, key: str) -> int:
         """Requests of ``key`` in this process: its leaseholder plus those waiting (0: none)."""
