@@ -31,6 +31,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from faremeter import Meter
+from faremeter.usage import usage_totals
 from faremeter_langchain import FaremeterCallbackHandler
 
 
@@ -45,6 +46,32 @@ def make_model() -> GenericFakeChatModel:
 
 class NoOpHandler(BaseCallbackHandler):
     """Subscribes to nothing: the cost of having any handler at all."""
+
+
+class CoreFloorHandler(BaseCallbackHandler):
+    """The least a meter can do: one priced span per call, recorded at the end.
+
+    Both hooks are implemented (so LangChain dispatches the chat start event as
+    it does to faremeter's handler), the start does nothing, and the end reads
+    the reported usage and calls ``meter.record_llm`` — no tree, no context, no
+    budget, no usage check: the core's own floor beside which the adapter's
+    overhead is read.
+    """
+
+    run_inline = True
+    raise_error = True
+
+    def __init__(self, meter: Meter) -> None:
+        super().__init__()
+        self.meter = meter
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        raw = response.generations[0][0].message.usage_metadata
+        usage = usage_totals(raw["input_tokens"], raw["output_tokens"])
+        self.meter.record_llm("gpt-4o-mini", usage)
 
 
 def langfuse_handler() -> tuple[BaseCallbackHandler | None, str]:
@@ -98,6 +125,7 @@ def main() -> None:
     model = make_model()
     meter = Meter(ledger="memory")
     fm = FaremeterCallbackHandler(meter)
+    floor_meter = Meter(ledger="memory")
     usage = UsageMetadataCallbackHandler()
     noop = NoOpHandler()
     lf, lf_label = langfuse_handler()
@@ -111,6 +139,7 @@ def main() -> None:
         "no-op handler": run(noop),
         "UsageMetadataCallbackHandler": run(usage),
         "faremeter FaremeterCallbackHandler": run(fm),
+        "core floor: `meter.record_llm` at `on_llm_end`": run(CoreFloorHandler(floor_meter)),
     }
     if lf is not None:
         contenders["Langfuse CallbackHandler"] = run(lf)
@@ -133,6 +162,12 @@ def main() -> None:
         print(f"| {name} | {value:.1f} | {over[name]:.1f} | {ratio} |")
     usage_ratio = ours / over["UsageMetadataCallbackHandler"]
     print(f"\nfaremeter ÷ UsageMetadataCallbackHandler overhead: {usage_ratio:.2f}× (≤ 1.5×)")
+    floor = over["core floor: `meter.record_llm` at `on_llm_end`"]
+    print(
+        f"\ncore floor ÷ UsageMetadataCallbackHandler: "
+        f"{floor / over['UsageMetadataCallbackHandler']:.2f}×; "
+        f"faremeter's handler adds {ours - floor:.1f} µs over the floor"
+    )
     # Read by run_all.py for the targets table (stripped from BENCHMARKS.md).
     report_summary(
         "langchain_vs_usage",
