@@ -323,3 +323,19 @@ def test_a_forked_child_does_not_wait_on_its_parents_leases() -> None:
     proc.join(30)
     assert proc.exitcode == 0
     held.release()
+
+
+def test_a_coroutine_never_waits_on_a_sync_lease_of_its_own_thread() -> None:
+    meter = make_test_meter()
+    cache = ResponseCache(meter=meter, lock_ttl=600, poll_interval=0.001)
+    routing = _routing(meter, cache)
+    held = routing.lookup(lambda: REQUEST, Codec())  # a sync stream paused on this thread
+    assert held.lease is not None
+
+    async def lookup_again() -> Any:
+        # Bounded: waiting on the paused lease would take the full 600 s.
+        return await asyncio.wait_for(routing.alookup(lambda: REQUEST, Codec()), timeout=30)
+
+    ticket = asyncio.run(lookup_again())
+    assert ticket.hit is None and ticket.lease is None  # a miss run uncoordinated, at once
+    held.release()

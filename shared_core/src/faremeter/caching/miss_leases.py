@@ -110,17 +110,12 @@ class MissLeases:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
-        ref = weakref.ref(self)
+        _all_leases.add(self)
 
-        def forget_in_child() -> None:
-            # The leaseholders were the parent's threads: none of them runs in a
-            # forked child, so its requests must not wait on their leases.
-            leases = ref()
-            if leases is not None:
-                leases._lock = threading.Lock()
-                leases._flights = {}
-
-        os.register_at_fork(after_in_child=forget_in_child)
+    def _forget(self) -> None:
+        """In a forked child: the leaseholders were the parent's threads, none runs here."""
+        self._lock = threading.Lock()
+        self._flights = {}
 
     def in_flight(self, key: str) -> int:
         """Requests of ``key`` in this process: its leaseholder plus those waiting (0: none)."""
@@ -189,12 +184,12 @@ class MissLeases:
                     answer = found()
                     if answer is not None or time.monotonic() >= deadline:
                         token = None
-                        _end(self, key, self._flights[key], None)
+                        _end(self, key, self._flights.get(key), None)
                         return None, answer
                     self._sleep(self.poll_s)
                 answer = found()  # the previous holder may have stored it just before releasing
                 if answer is not None:
-                    _end(self, key, self._flights[key], token)
+                    _end(self, key, self._flights.get(key), token)
                     return None, answer
             return self._lease(key, token), None
         except BaseException:
@@ -211,8 +206,12 @@ class MissLeases:
         owner = _owner()
         flight = self._enter(key, owner)
         if flight is not None:
-            if flight.owner == owner:
-                return None, None  # the leaseholder itself asks again (nested)
+            if flight.owner[0] == owner[0] and flight.owner[1] in (owner[1], 0):
+                # This task itself holds it (a nested call), or a sync call of this
+                # thread does (a stream paused in this task): it cannot finish while
+                # we wait, so never wait on it. Another task's lease is waited for.
+                self._left(flight, owner)
+                return None, None
             try:
                 while not flight.done.is_set() and time.monotonic() < deadline:
                     await asyncio.sleep(self.poll_s)
@@ -227,17 +226,28 @@ class MissLeases:
                     answer = await found()
                     if answer is not None or time.monotonic() >= deadline:
                         token = None
-                        _end(self, key, self._flights[key], None)
+                        _end(self, key, self._flights.get(key), None)
                         return None, answer
                     await asyncio.sleep(self.poll_s)
                 answer = await found()
                 if answer is not None:
-                    _end(self, key, self._flights[key], token)
+                    _end(self, key, self._flights.get(key), token)
                     return None, answer
             return self._lease(key, token), None
         except BaseException:
             _end(self, key, self._flights.get(key), token)
             raise
+
+
+_all_leases: weakref.WeakSet[MissLeases] = weakref.WeakSet()
+
+
+def _forget_all_in_child() -> None:
+    for leases in list(_all_leases):
+        leases._forget()  # pyright: ignore[reportPrivateUsage]
+
+
+os.register_at_fork(after_in_child=_forget_all_in_child)
 
 
 def _end(leases: MissLeases, key: str, flight: _Flight | None, token: str | None) -> None:
