@@ -15,6 +15,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
+from pydantic import BaseModel
 
 from faremeter import BudgetExceeded, Meter, SpanKind, SpanRecord, SpanStatus, Usage
 from faremeter.budgets import Budget
@@ -331,3 +332,95 @@ def test_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("cached $0  saved $0.00017100") == 1
     assert result["answers"] == ["answer #1 from gpt-4o-mini"] * 2
     assert result["cost"] == Decimal("0.000171")  # 900 in + 60 out on gpt-4o-mini, once
+
+
+# ------------------------------------------------------------- structured output
+
+
+class Answer(BaseModel):
+    value: int
+
+
+def answers(model: str) -> Iterator[AIMessage]:
+    """Numbered tool-call replies: a second model call would answer a different value."""
+    for n in itertools.count(1):
+        yield AIMessage(
+            content="",
+            tool_calls=[{"name": "Answer", "args": {"value": n}, "id": f"call-{n}"}],
+            usage_metadata={
+                "input_tokens": U1.input_tokens,
+                "output_tokens": U1.output_tokens,
+                "total_tokens": U1.total_tokens,
+            },
+            response_metadata={"model_name": model},
+        )
+
+
+class ToolFake(MeteredFake):
+    """Configured with temperature 0 (deterministic) and able to bind tools."""
+
+    temperature: float = 0.0
+
+    def bind_tools(self, tools: Any, *, tool_choice: Any = None, **kwargs: Any) -> Any:
+        return self.bind(tools=list(tools), tool_choice=tool_choice, **kwargs)
+
+
+def structured_model(cache: ResponseCache) -> RoutedChatModel:
+    models: dict[str, Any] = {
+        m: ToolFake(messages=answers(m), model=m) for m in ("gpt-4o-mini", "gpt-4o")
+    }
+    router = Router(TIERS, steps={"parse": "gpt-4o-mini"}, complexity=False)
+    return RoutedChatModel(router=router, models=models, chain_options=NO_WAIT, cache=cache)
+
+
+def test_structured_output_is_served_from_the_cache_as_the_parsed_object() -> None:
+    meter = make_test_meter()
+    structured = structured_model(ResponseCache(meter=meter)).with_structured_output(Answer)
+    with meter.trace("job") as t:
+        first = structured.invoke(PROMPT, config=config(meter))
+        second = structured.invoke(PROMPT, config=config(meter))
+    meter.flush()
+    assert first == second == Answer(value=1)  # a second model call would say 2
+    assert isinstance(second, Answer)
+    (call,) = calls(meter)
+    (hit,) = hits(meter)
+    assert hit.saved == call.cost.total == charge(meter, U1)
+    assert t.cost == charge(meter, U1)
+
+
+def test_structured_output_with_raw_revives_the_message_too() -> None:
+    meter = make_test_meter()
+    model = structured_model(ResponseCache(meter=meter))
+    structured = model.with_structured_output(Answer, include_raw=True)
+    first = structured.invoke(PROMPT, config=config(meter))
+    second = structured.invoke(PROMPT, config=config(meter))
+    meter.flush()
+    assert second["parsed"] == first["parsed"] == Answer(value=1)
+    assert isinstance(second["raw"], AIMessage) and second["parsing_error"] is None
+    assert second["raw"].tool_calls[0]["args"] == {"value": 1}
+    assert len(calls(meter)) == 1 and len(hits(meter)) == 1
+
+
+def test_another_schema_does_not_share_the_answer() -> None:
+    class Other(BaseModel):  # the same tool name, one more field: another schema
+        value: int
+        note: str | None = None
+
+    Other.__name__ = "Answer"
+    meter = make_test_meter()
+    model = structured_model(ResponseCache(meter=meter))
+    first = model.with_structured_output(Answer).invoke(PROMPT, config=config(meter))
+    second = model.with_structured_output(Other).invoke(PROMPT, config=config(meter))
+    meter.flush()
+    assert first == Answer(value=1) and second == Other(value=2)
+    assert len(calls(meter)) == 2 and not hits(meter)
+
+
+async def test_structured_output_async_is_cached() -> None:
+    meter = make_test_meter()
+    structured = structured_model(ResponseCache(meter=meter)).with_structured_output(Answer)
+    first = await structured.ainvoke(PROMPT, config=config(meter))
+    second = await structured.ainvoke(PROMPT, config=config(meter))
+    meter.flush()
+    assert first == second == Answer(value=1)
+    assert len(calls(meter)) == 1 and len(hits(meter)) == 1

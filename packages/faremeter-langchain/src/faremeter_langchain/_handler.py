@@ -37,6 +37,9 @@ __all__ = ["DEFAULT_METADATA_KEYS", "FaremeterCallbackHandler"]
 logger = logging.getLogger("faremeter.langchain")
 
 DEFAULT_METADATA_KEYS: tuple[str, ...] = (*ATTRIBUTION_KEYS, "thread_id")
+
+ROUTED_STRUCTURED_RUN = "RoutedStructuredOutput"
+"""The run name of ``RoutedChatModel.with_structured_output`` (not a span of its own)."""
 """Run-metadata keys copied onto spans as attribution (``config={"metadata": ...}``)."""
 
 _WHERE = "langchain"
@@ -324,6 +327,11 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Open an ``agent`` (root) or ``chain`` (graph node) span."""
         name = valid_str(kwargs.get("name")) or valid_str((serialized or {}).get("name")) or "chain"
+        if name == ROUTED_STRUCTURED_RUN:
+            # A RoutedChatModel's structured-output call: plumbing, like its LLM
+            # run. Registering nothing lets the chosen model's run nest under the
+            # attempt span, so the route knows what the call was charged.
+            return
         self._start(run_id, parent_run_id, name, SpanKind.CHAIN, tags, metadata)
 
     @safe_hook(_WHERE)

@@ -45,7 +45,9 @@ an answer is served whichever tier produced it. A call is deterministic when
 it passes ``temperature=0`` or every model is configured with it. Given a
 ``ResponseCache``, LangChain's own cache is turned off for the routed model
 (``cache=False``; the models it wraps keep theirs), so replies are not cached
-twice. ``with_structured_output`` calls are not cached.
+twice. ``with_structured_output`` calls are cached too, keyed by the schema
+as well: a hit returns the parsed object (and the raw message with
+``include_raw=True``); a reply that failed to parse is not stored.
 """
 
 from __future__ import annotations
@@ -77,11 +79,14 @@ from faremeter.context import current_attributes
 from faremeter.routing import RouteDecision, Router, RouteRequest
 from faremeter.routing.routed_call import ModelRouting, RoutePlan
 from faremeter.spans import validate_attribute_name
+from faremeter_langchain._handler import ROUTED_STRUCTURED_RUN
 from faremeter_langchain._routed_cache import (
     MessageCodec,
     StreamCodec,
+    StructuredCodec,
     cache_identity,
     message_parts,
+    structured_request,
     temperature_of,
 )
 
@@ -583,23 +588,38 @@ class RoutedChatModel(BaseChatModel):
                 enclosing=None,
             )
 
+        codec = StructuredCodec(schema, include_raw)
+
+        def request(call: _Call) -> dict[str, Any]:
+            return structured_request(call.messages, schema, include_raw, kwargs, self.models)
+
         def invoke(value: LanguageModelInput, config: RunnableConfig) -> Any:
             call = prepare(value, config)
+            ticket = call.routing.lookup(lambda: request(call), codec, attributes=call.attributes)
+            if ticket.hit is not None:
+                return ticket.hit
             plan = call.plan()
             return call.routing.run(
-                plan, lambda model: structured[model].invoke(call.messages, config=config)
+                plan,
+                lambda model: structured[model].invoke(call.messages, config=config),
+                cache=ticket,
             )
 
         async def ainvoke(value: LanguageModelInput, config: RunnableConfig) -> Any:
             call = prepare(value, config)
+            ticket = await call.routing.alookup(
+                lambda: request(call), codec, attributes=call.attributes
+            )
+            if ticket.hit is not None:
+                return ticket.hit
             plan = await call.aplan()
 
             async def run(model: str) -> Any:
                 return await structured[model].ainvoke(call.messages, config=config)
 
-            return await call.routing.arun(plan, run)
+            return await call.routing.arun(plan, run, cache=ticket)
 
-        return RunnableLambda(invoke, afunc=ainvoke, name="RoutedStructuredOutput")
+        return RunnableLambda(invoke, afunc=ainvoke, name=ROUTED_STRUCTURED_RUN)
 
 
 class _Call:

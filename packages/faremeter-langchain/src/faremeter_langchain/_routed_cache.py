@@ -32,11 +32,20 @@ from langchain_core.messages import (
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration
 from langchain_core.runnables import RunnableBinding
+from pydantic import BaseModel
 
 from faremeter.routing.routed_cache import StoredResponse, describe
 from faremeter_langchain._cache import _model_of, _revive, _usage_of  # pyright: ignore[reportPrivateUsage]
 
-__all__ = ["MessageCodec", "StreamCodec", "cache_identity", "message_parts", "temperature_of"]
+__all__ = [
+    "MessageCodec",
+    "StreamCodec",
+    "StructuredCodec",
+    "cache_identity",
+    "message_parts",
+    "structured_request",
+    "temperature_of",
+]
 
 _NOT_SENT = frozenset({"id", "response_metadata", "usage_metadata"})
 """Message fields a provider never sees: left out of the key."""
@@ -164,3 +173,95 @@ class StreamCodec:
             **last,
         )
         return [chunk]
+
+
+def structured_request(
+    messages: Sequence[BaseMessage],
+    schema: Any,
+    include_raw: bool,
+    options: Mapping[str, Any],
+    models: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A ``with_structured_output`` call as the cache key sees it.
+
+    The messages, the schema as the JSON schema the models are given, the
+    structured-output options (``method``, ``strict``...) and the temperature
+    the models run at.
+    """
+    return {
+        "messages": message_parts(messages),
+        "structured": _tool_schema(schema),
+        "include_raw": include_raw,
+        "options": describe(dict(options)),
+        "temperature": temperature_of(models),
+    }
+
+
+class StructuredCodec:
+    """A ``with_structured_output`` result as JSON and back.
+
+    A pydantic schema's instance is kept as ``model_dump(mode="json")`` and
+    revived with the schema's ``model_validate``; a dict result (a JSON-schema or
+    TypedDict schema) is kept as the dict it is. With ``include_raw=True`` the
+    raw ``AIMessage`` is kept beside it, as :class:`MessageCodec` keeps it. A
+    result that failed to parse, or that is neither, is not stored.
+    """
+
+    def __init__(self, schema: Any, include_raw: bool) -> None:
+        self.schema = schema
+        self.include_raw = include_raw
+
+    def _pydantic(self) -> type[BaseModel] | None:
+        schema = self.schema
+        return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+
+    def _dump_parsed(self, parsed: Any) -> Any:
+        model = self._pydantic()
+        if model is not None:
+            return parsed.model_dump(mode="json") if isinstance(parsed, model) else None
+        if isinstance(parsed, dict):
+            try:
+                return json.loads(json.dumps(parsed))
+            except (TypeError, ValueError):
+                return None
+        return None
+
+    def dump(self, response: Any) -> StoredResponse | None:
+        """The parsed result (and the raw message with ``include_raw``) as JSON."""
+        if not self.include_raw:
+            parsed = self._dump_parsed(response)
+            return None if parsed is None else StoredResponse(data={"parsed": parsed})
+        if not isinstance(response, dict):
+            return None
+        result = cast("dict[str, Any]", response)
+        raw = result.get("raw")
+        if result.get("parsing_error") is not None or not isinstance(raw, BaseMessage):
+            return None
+        stored = _stored(raw)
+        parsed = self._dump_parsed(result.get("parsed"))
+        if stored is None or parsed is None:
+            return None
+        return StoredResponse(
+            data={"raw": stored.data, "parsed": parsed}, model=stored.model, usage=stored.usage
+        )
+
+    def load(self, data: Any) -> Any:
+        """The revived result, as ``with_structured_output`` returns it; ``None``: a miss."""
+        if not isinstance(data, dict) or "parsed" not in data:
+            return None
+        stored = cast("dict[str, Any]", data)
+        model = self._pydantic()
+        found: Any = stored["parsed"]
+        if model is not None:
+            parsed: Any = model.model_validate(found)
+        elif isinstance(found, dict):
+            parsed = cast("dict[str, Any]", found)
+        else:
+            return None
+        if not self.include_raw:
+            return parsed
+        raw = _message(stored.get("raw"))
+        if raw is None:
+            return None
+        result: dict[str, Any] = {"raw": raw, "parsed": parsed, "parsing_error": None}
+        return result
