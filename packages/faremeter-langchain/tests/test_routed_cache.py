@@ -424,3 +424,39 @@ async def test_structured_output_async_is_cached() -> None:
     meter.flush()
     assert first == second == Answer(value=1)
     assert len(calls(meter)) == 1 and len(hits(meter)) == 1
+
+
+def test_structured_output_in_a_graph_node_nests_node_route_attempt_call() -> None:
+    from langgraph.graph import END, START, StateGraph
+    from typing_extensions import TypedDict
+
+    class State(TypedDict):
+        value: int
+
+    meter = make_test_meter()
+    structured = structured_model(ResponseCache(meter=meter)).with_structured_output(Answer)
+
+    def extract(state: State) -> State:
+        answer = structured.invoke(PROMPT)
+        assert isinstance(answer, Answer)
+        return {"value": answer.value}
+
+    graph = StateGraph(State)
+    graph.add_node("extract", extract)
+    graph.add_edge(START, "extract")
+    graph.add_edge("extract", END)
+    agent = graph.compile()
+    with meter.trace("job"):
+        for _ in range(2):
+            assert agent.invoke({"value": 0}, config=config(meter)) == {"value": 1}
+    meter.flush()
+    by_id = {s.span_id: s for s in recorded_spans(meter)}
+    (call,) = calls(meter)
+    attempt = by_id[call.parent_span_id or ""]
+    route = by_id[attempt.parent_span_id or ""]
+    node = by_id[route.parent_span_id or ""]
+    assert attempt.name == "attempt:gpt-4o-mini" and route.name == ROUTE_SPAN_NAME
+    assert node.kind is SpanKind.CHAIN and node.name == "extract"
+    (hit,) = hits(meter)  # the second run's node is answered from the cache
+    assert hit.saved == call.cost.total and hit.attributes["step"] == "extract"
+    assert by_id[hit.parent_span_id or ""].name == "extract"

@@ -106,6 +106,10 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
         # model call's ls_* keys) adds nothing, checked in one set operation.
         self._read_keys = frozenset((*self._keys, "langgraph_node", "lc_agent_name"))
         self.calls = CallTracker(meter, attributes=clean_attributes(attributes), where=_WHERE)
+        # Chain runs of a routed structured-output call (the lambda and the chosen
+        # model's own runnable): plumbing, so the model's run nests under the
+        # route's attempt span.
+        self._plumbing: set[UUID] = set()
 
     @property
     def meter(self) -> Meter:
@@ -115,7 +119,7 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
     @property
     def open_runs(self) -> int:
         """Runs started and not yet ended (0 when idle: nothing accumulates)."""
-        return self.calls.open_calls
+        return self.calls.open_calls + len(self._plumbing)
 
     # -- translation ------------------------------------------------------------
     def _attrs(self, metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -327,21 +331,30 @@ class FaremeterCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Open an ``agent`` (root) or ``chain`` (graph node) span."""
         name = valid_str(kwargs.get("name")) or valid_str((serialized or {}).get("name")) or "chain"
-        if name == ROUTED_STRUCTURED_RUN:
+        if name == ROUTED_STRUCTURED_RUN or (
+            parent_run_id is not None and parent_run_id in self._plumbing
+        ):
             # A RoutedChatModel's structured-output call: plumbing, like its LLM
             # run. Registering nothing lets the chosen model's run nest under the
             # attempt span, so the route knows what the call was charged.
+            self._plumbing.add(run_id)
             return
         self._start(run_id, parent_run_id, name, SpanKind.CHAIN, tags, metadata)
 
     @safe_hook(_WHERE)
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Close the chain's span."""
+        if self._plumbing and run_id in self._plumbing:
+            self._plumbing.discard(run_id)
+            return
         self.calls.end(run_id)
 
     @safe_hook(_WHERE)
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Close the chain's span as an error (LangGraph interrupts are not errors)."""
+        if self._plumbing and run_id in self._plumbing:
+            self._plumbing.discard(run_id)
+            return
         if type(error).__name__ in _CONTROL_FLOW:
             self.calls.end(run_id, attributes={"interrupted": type(error).__name__})
         else:

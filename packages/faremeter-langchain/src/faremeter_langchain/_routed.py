@@ -63,9 +63,11 @@ from uuid import UUID
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
+    AsyncCallbackManagerForChainRun,
     AsyncCallbackManagerForLLMRun,
     BaseCallbackManager,
     CallbackManager,
+    CallbackManagerForChainRun,
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -574,10 +576,13 @@ class RoutedChatModel(BaseChatModel):
         }
         needs = frozenset({"json"})
 
-        def prepare(value: LanguageModelInput, config: RunnableConfig) -> _Call:
+        def prepare(value: LanguageModelInput, config: RunnableConfig, manager: Any) -> _Call:
             messages = self._convert_input(value).to_messages()
             callbacks = config.get("callbacks")
             handlers = _handlers(callbacks) if callbacks is not None else []
+            # This run is plumbing to faremeter's handler (ROUTED_STRUCTURED_RUN):
+            # the route nests under the caller's span, as a routed invoke's does.
+            run = _Run(run_id=getattr(manager, "run_id", None), source=manager, is_async=False)
             return _Call(
                 routing=self.routing(self._meter(handlers)),
                 messages=messages,
@@ -585,7 +590,7 @@ class RoutedChatModel(BaseChatModel):
                 max_tokens=self._max_tokens({}),
                 attributes=_attribution(config.get("metadata")),
                 tags=tuple(config.get("tags") or ()),
-                enclosing=None,
+                enclosing=_enclosing_span(handlers, run),
             )
 
         codec = StructuredCodec(schema, include_raw)
@@ -593,31 +598,43 @@ class RoutedChatModel(BaseChatModel):
         def request(call: _Call) -> dict[str, Any]:
             return structured_request(call.messages, schema, include_raw, kwargs, self.models)
 
-        def invoke(value: LanguageModelInput, config: RunnableConfig) -> Any:
-            call = prepare(value, config)
-            ticket = call.routing.lookup(lambda: request(call), codec, attributes=call.attributes)
-            if ticket.hit is not None:
-                return ticket.hit
-            plan = call.plan()
-            return call.routing.run(
-                plan,
-                lambda model: structured[model].invoke(call.messages, config=config),
-                cache=ticket,
-            )
+        def invoke(
+            value: LanguageModelInput,
+            run_manager: CallbackManagerForChainRun,
+            config: RunnableConfig,
+        ) -> Any:
+            call = prepare(value, config, run_manager)
+            with call.inside():
+                ticket = call.routing.lookup(
+                    lambda: request(call), codec, attributes=call.attributes
+                )
+                if ticket.hit is not None:
+                    return ticket.hit
+                plan = call.plan()
+                return call.routing.run(
+                    plan,
+                    lambda model: structured[model].invoke(call.messages, config=config),
+                    cache=ticket,
+                )
 
-        async def ainvoke(value: LanguageModelInput, config: RunnableConfig) -> Any:
-            call = prepare(value, config)
-            ticket = await call.routing.alookup(
-                lambda: request(call), codec, attributes=call.attributes
-            )
-            if ticket.hit is not None:
-                return ticket.hit
-            plan = await call.aplan()
+        async def ainvoke(
+            value: LanguageModelInput,
+            run_manager: AsyncCallbackManagerForChainRun,
+            config: RunnableConfig,
+        ) -> Any:
+            call = prepare(value, config, run_manager)
+            with call.inside():
+                ticket = await call.routing.alookup(
+                    lambda: request(call), codec, attributes=call.attributes
+                )
+                if ticket.hit is not None:
+                    return ticket.hit
+                plan = await call.aplan()
 
-            async def run(model: str) -> Any:
-                return await structured[model].ainvoke(call.messages, config=config)
+                async def run(model: str) -> Any:
+                    return await structured[model].ainvoke(call.messages, config=config)
 
-            return await call.routing.arun(plan, run, cache=ticket)
+                return await call.routing.arun(plan, run, cache=ticket)
 
         return RunnableLambda(invoke, afunc=ainvoke, name=ROUTED_STRUCTURED_RUN)
 
