@@ -239,6 +239,16 @@ def test_processes_sharing_a_store_wait_on_its_lock(tmp_path: Path) -> None:
         return held
 
     second.backend.acquire = acquire_noting_the_wait  # type: ignore[method-assign]
+    first_holds = threading.Event()
+    first_acquire = first.backend.acquire
+
+    def acquire_noting_the_hold(key: str, token: str, ttl: float) -> bool:
+        held = first_acquire(key, token, ttl)
+        if held:
+            first_holds.set()
+        return held
+
+    first.backend.acquire = acquire_noting_the_hold  # type: ignore[method-assign]
 
     def provider(model: str) -> dict[str, Any]:
         calls.append(model)
@@ -255,8 +265,7 @@ def test_processes_sharing_a_store_wait_on_its_lock(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         a = pool.submit(serve, routing_a)
-        while first.misses is not None and not first.misses._flights:  # pyright: ignore[reportPrivateUsage]
-            time.sleep(0.001)
+        assert first_holds.wait(30)  # the first process holds the store's lock
         b = pool.submit(serve, routing_b)
         assert a.result() == b.result()
     assert calls == ["gpt-4o-mini"]
