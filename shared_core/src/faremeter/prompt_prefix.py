@@ -187,7 +187,7 @@ def stamp_prompt_prefix(
     their prompt. Never raises: a prompt that cannot be read (a framework's
     lazy callable failing) leaves the span unstamped, the call still recorded.
     """
-    if kind is not SpanKind.LLM or HASH_ATTRIBUTE in attributes or usage.cache_read_tokens:
+    if kind is not SpanKind.LLM or HASH_ATTRIBUTE in attributes or not _worth_stamping(usage):
         return
     try:
         # prompt_prefix_attributes inlined: this runs for every large model call.

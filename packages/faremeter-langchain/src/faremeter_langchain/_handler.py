@@ -37,10 +37,10 @@ __all__ = ["DEFAULT_METADATA_KEYS", "FaremeterCallbackHandler"]
 logger = logging.getLogger("faremeter.langchain")
 
 DEFAULT_METADATA_KEYS: tuple[str, ...] = (*ATTRIBUTION_KEYS, "thread_id")
+"""Run-metadata keys copied onto spans as attribution (``config={"metadata": ...}``)."""
 
 ROUTED_STRUCTURED_RUN = "RoutedStructuredOutput"
 """The run name of ``RoutedChatModel.with_structured_output`` (not a span of its own)."""
-"""Run-metadata keys copied onto spans as attribution (``config={"metadata": ...}``)."""
 
 _WHERE = "langchain"
 _GRAPH_STEP_TAG = "graph:step:"
