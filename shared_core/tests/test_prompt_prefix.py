@@ -18,6 +18,7 @@ from faremeter.prompt_prefix import (
     TOKENS_ATTRIBUTE,
     prompt_prefix_attributes,
     prompt_prefix_hash,
+    stamp_prompt_prefix,
 )
 from faremeter.testing import make_test_meter, recorded_spans
 
@@ -130,3 +131,19 @@ def test_manual_attributes_feed_the_prompt_cache_suggestion(meter: Meter) -> Non
     per_call = 1024 * (rates["input"] - rates["cache_read"]) / Decimal(1_000_000)
     assert s.subject == MODEL and s.impact == 2 * per_call > 0
     assert s.evidence["repeated_calls"] == "2"
+
+
+def test_stamp_called_directly_keeps_its_size_and_cache_gates() -> None:
+    long_prompt = ["You are a meticulous research assistant. " * 200]
+    for usage in (
+        Usage(input_tokens=1023, output_tokens=10),  # below the provider's minimum
+        Usage(input_tokens=2000, output_tokens=10, cache_read_tokens=1024),  # already cached
+    ):
+        attrs: dict[str, object] = {}
+        stamp_prompt_prefix(SpanKind.LLM, attrs, long_prompt, usage)
+        assert attrs == {}
+    attrs = {}
+    stamp_prompt_prefix(
+        SpanKind.LLM, attrs, long_prompt, Usage(input_tokens=2000, output_tokens=10)
+    )
+    assert attrs[HASH_ATTRIBUTE] == prompt_prefix_hash(long_prompt)
