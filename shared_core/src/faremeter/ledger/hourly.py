@@ -69,11 +69,13 @@ __all__ = [
     "column_of",
     "cost_split_of",
     "hour_rows",
+    "kind_family",
     "prefix_groups",
     "repeat_groups",
     "rollup_deltas",
     "row_vector",
     "serves",
+    "split_of_picos",
     "time_buckets_of",
     "total_rows_of",
     "usage_totals_of",
@@ -407,20 +409,30 @@ def time_buckets_of(grouped: Grouped, to_datetime: Callable[[int], Any]) -> list
 _LLM_KINDS = frozenset({"llm", "embedding"})
 
 
+def kind_family(kind: Any) -> str:
+    """The :class:`CostSplit` family of a span kind: ``llm``, ``tool`` or ``other``."""
+    return "llm" if kind in _LLM_KINDS else "tool" if kind == "tool" else "other"
+
+
+def split_of_picos(picos: Mapping[str, int], spans: int, unpriced: int) -> CostSplit:
+    """A :class:`CostSplit` from picodollars per family (every store sums its own way)."""
+    llm, tool, other = picos.get("llm", 0), picos.get("tool", 0), picos.get("other", 0)
+    return CostSplit(
+        llm=from_pico(llm),
+        tool=from_pico(tool),
+        other=from_pico(other),
+        total=from_pico(llm + tool + other),
+        spans=spans,
+        unpriced=unpriced,
+    )
+
+
 def cost_split_of(grouped: Grouped) -> CostSplit:
     """``(kind,)`` groups as the LLM / tool / other :class:`CostSplit`."""
     picos = {"llm": 0, "tool": 0, "other": 0}
     spans = unpriced = 0
     for (kind,), v in grouped.items():
-        family = "llm" if kind in _LLM_KINDS else "tool" if kind == "tool" else "other"
-        picos[family] += v[2]
+        picos[kind_family(kind)] += v[2]
         spans += v[0]
         unpriced += v[1]
-    return CostSplit(
-        llm=from_pico(picos["llm"]),
-        tool=from_pico(picos["tool"]),
-        other=from_pico(picos["other"]),
-        total=from_pico(sum(picos.values())),
-        spans=spans,
-        unpriced=unpriced,
-    )
+    return split_of_picos(picos, spans, unpriced)

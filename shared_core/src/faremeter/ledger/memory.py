@@ -32,9 +32,11 @@ from faremeter.ledger.hourly import (
     PRICED,
     Grouped,
     add_into,
+    kind_family,
     prefix_groups,
     repeat_groups,
     row_vector,
+    split_of_picos,
     total_rows_of,
     usage_totals_of,
 )
@@ -70,7 +72,6 @@ __all__ = [
 logger = logging.getLogger("faremeter.ledger")
 
 _I = {name: i for i, name in enumerate(SPAN_COLUMNS)}
-_LLM_KINDS = frozenset({"llm", "embedding"})
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -133,6 +134,17 @@ def _trace_key(attr: AttrRef | None) -> Callable[[TraceDelta], str | None]:
         return None if t.root is None else attrs_of(t.root).get(name)
 
     return key
+
+
+def _top_trace(t: TraceDelta) -> TopTrace:
+    return TopTrace(
+        trace_id=t.trace_id,
+        root_name=None if t.root is None else t.root[_I["name"]],
+        cost=from_pico(t.total_pico),
+        spans=t.spans,
+        unpriced=t.unpriced,
+        started=ns_to_datetime(t.started_ns),
+    )
 
 
 class MemoryStore:
@@ -251,22 +263,13 @@ class MemoryStore:
         parts = {"llm": 0, "tool": 0, "other": 0}
         spans = unpriced = 0
         for r in self._select(flt):
-            kind = r[_I["kind"]]
-            family = "llm" if kind in _LLM_KINDS else "tool" if kind == "tool" else "other"
             spans += 1
             pico = r[_I["cost_pico"]]
             if pico is None:
                 unpriced += 1
             else:
-                parts[family] += pico
-        return CostSplit(
-            llm=from_pico(parts["llm"]),
-            tool=from_pico(parts["tool"]),
-            other=from_pico(parts["other"]),
-            total=from_pico(sum(parts.values())),
-            spans=spans,
-            unpriced=unpriced,
-        )
+                parts[kind_family(r[_I["kind"]])] += pico
+        return split_of_picos(parts, spans, unpriced)
 
     def time_series(
         self, width_ns: int, attr: AttrRef | None, flt: QueryFilter
@@ -331,17 +334,7 @@ class MemoryStore:
     def top_traces(self, n: int, flt: QueryFilter) -> list[TopTrace]:
         """Most expensive traces, ties broken by trace id."""
         traces = sorted(self._traces(flt), key=lambda t: (-t.total_pico, t.trace_id))[:n]
-        return [
-            TopTrace(
-                trace_id=t.trace_id,
-                root_name=None if t.root is None else t.root[_I["name"]],
-                cost=from_pico(t.total_pico),
-                spans=t.spans,
-                unpriced=t.unpriced,
-                started=ns_to_datetime(t.started_ns),
-            )
-            for t in traces
-        ]
+        return [_top_trace(t) for t in traces]
 
     # -- analytics queries ---------------------------------------------------
 
@@ -485,17 +478,7 @@ class MemoryStore:
         i_trace = _I["trace_id"]
         with self._lock:
             rows = [r for r in self._rows.values() if r[i_trace] in ids]
-        return [
-            TopTrace(
-                trace_id=t.trace_id,
-                root_name=None if t.root is None else t.root[_I["name"]],
-                cost=from_pico(t.total_pico),
-                spans=t.spans,
-                unpriced=t.unpriced,
-                started=ns_to_datetime(t.started_ns),
-            )
-            for t in rollup(rows)
-        ]
+        return [_top_trace(t) for t in rollup(rows)]
 
     def spans_of(self, trace_ids: Sequence[str]) -> list[SpanRecord]:
         """Every span of ``trace_ids``, by trace, start and span id."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from faremeter.ledger.codec import SPAN_COLUMNS, TRACE_COLUMNS, decode_span, from_pico
 from faremeter.ledger.filters import PROMOTED, AttrRef, QueryFilter
+from faremeter.ledger.hourly import split_of_picos
 from faremeter.ledger.memory import (
     nearest_rank,
     ns_to_datetime,
@@ -240,20 +241,13 @@ class Sql:
     @staticmethod
     def split_result(rows: Sequence[Sequence[Any]]) -> CostSplit:
         """Decode :meth:`cost_split` rows."""
-        picos = {"llm": 0, "tool": 0, "other": 0}
+        picos: dict[str, int] = {}
         spans = unpriced = 0
         for family, pico, n, u in rows:
             picos[str(family)] = int(pico or 0)
             spans += int(n)
             unpriced += int(u or 0)
-        return CostSplit(
-            llm=from_pico(picos["llm"]),
-            tool=from_pico(picos["tool"]),
-            other=from_pico(picos["other"]),
-            total=from_pico(sum(picos.values())),
-            spans=spans,
-            unpriced=unpriced,
-        )
+        return split_of_picos(picos, spans, unpriced)
 
     def time_series(self, width_ns: int, attr: AttrRef | None, flt: QueryFilter) -> Query:
         """Bucket spans by start time (integer division keeps UTC alignment)."""
